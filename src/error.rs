@@ -1,0 +1,243 @@
+//! What can go wrong: [`FetchError`] for one request, [`BuildError`] for a [`Fetcher`](crate::Fetcher).
+
+use std::time::Duration;
+
+/// Why one request ended as a [`ThreadException`](crate::ThreadException) instead of a response.
+///
+/// Every variant names the URL it concerns, as it was given to the [`Request`](crate::Request),
+/// and its `Display` message says what went wrong with it. HTTP error statuses (4xx, 5xx) are
+/// *not* errors: like the Python original, parfetch hands those back as responses.
+///
+/// The enum is `#[non_exhaustive]`: match the variants you care about and keep a `_` arm.
+///
+/// ```
+/// use parfetch::FetchError;
+///
+/// fn should_retry(error: &FetchError) -> bool {
+///     match error {
+///         FetchError::Timeout { .. } | FetchError::Connect { .. } => true,
+///         FetchError::Transport { .. } => true,
+///         _ => false,
+///     }
+/// }
+/// # let _ = should_retry;
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL could not be parsed, or has no host.
+    #[error("invalid URL {url:?}: {source}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What the parser objected to.
+        source: url::ParseError,
+    },
+
+    /// The URL parsed, but its scheme is neither `http` nor `https`.
+    #[error("unsupported scheme {scheme:?} in {url} (only http and https are fetched)")]
+    UnsupportedScheme {
+        /// The URL as given.
+        url: String,
+        /// The scheme found in it.
+        scheme: String,
+    },
+
+    /// A header name or value given to the [`Request`](crate::Request) is not valid HTTP
+    /// (for example it contains a line break).
+    #[error("invalid header {name:?} in the request for {url}")]
+    InvalidHeader {
+        /// The URL as given.
+        url: String,
+        /// The header name as given.
+        name: String,
+    },
+
+    /// The request body could not be encoded (for example a value that cannot be turned into JSON).
+    #[error("could not encode the request body for {url}: {reason}")]
+    InvalidBody {
+        /// The URL as given.
+        url: String,
+        /// What the encoder said.
+        reason: String,
+    },
+
+    /// The worker's session could not be built: a session hook panicked, or the reqwest client
+    /// it configured failed to build. Every request that worker takes gets this error.
+    #[error("no session to fetch {url}: {reason}")]
+    Session {
+        /// The URL as given.
+        url: String,
+        /// What failed while building the session.
+        reason: String,
+    },
+
+    /// No connection could be made (refused, unreachable, DNS failure, TLS handshake failure).
+    #[error("could not connect to {url}: {reason}")]
+    Connect {
+        /// The URL as given.
+        url: String,
+        /// The innermost cause, in words.
+        reason: String,
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The request did not complete, body included, within its timeout.
+    #[error("timed out after {timeout:?} fetching {url}")]
+    Timeout {
+        /// The URL as given.
+        url: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+
+    /// Following redirects failed (too many of them, or a bad `Location`).
+    #[error("redirect from {url} failed: {reason}")]
+    Redirect {
+        /// The URL as given.
+        url: String,
+        /// The innermost cause, in words.
+        reason: String,
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The exchange failed after connecting: the server closed or reset the connection, or sent
+    /// something that is not a valid HTTP response.
+    #[error("request to {url} failed: {reason}")]
+    Transport {
+        /// The URL as given.
+        url: String,
+        /// The innermost cause, in words.
+        reason: String,
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The response head arrived but reading its body failed (connection reset, body shorter
+    /// than its `Content-Length`, ...).
+    #[error("reading the response body from {url} failed: {reason}")]
+    Body {
+        /// The URL as given.
+        url: String,
+        /// The innermost cause, in words.
+        reason: String,
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+
+    /// The response body is larger than the fetcher's
+    /// [`max_body_bytes`](crate::FetcherBuilder::max_body_bytes).
+    #[error("response body from {url} exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The URL as given.
+        url: String,
+        /// The limit that was exceeded.
+        limit: u64,
+    },
+}
+
+impl FetchError {
+    /// The URL of the failed request, as it was given.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::InvalidUrl { url, .. }
+            | Self::UnsupportedScheme { url, .. }
+            | Self::InvalidHeader { url, .. }
+            | Self::InvalidBody { url, .. }
+            | Self::Session { url, .. }
+            | Self::Connect { url, .. }
+            | Self::Timeout { url, .. }
+            | Self::Redirect { url, .. }
+            | Self::Transport { url, .. }
+            | Self::Body { url, .. }
+            | Self::BodyTooLarge { url, .. } => url,
+        }
+    }
+
+    /// `true` if the request ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// `true` if no connection could be made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+
+    /// `true` if the request was rejected before anything was sent: its URL, scheme, headers
+    /// or body are invalid. Sending it again cannot succeed.
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidUrl { .. }
+                | Self::UnsupportedScheme { .. }
+                | Self::InvalidHeader { .. }
+                | Self::InvalidBody { .. }
+        )
+    }
+
+    /// Sorts a client error into the variant a user would match on.
+    pub(crate) fn from_client(url: &str, error: reqwest::Error) -> Self {
+        let url = url.to_owned();
+        let reason = innermost_cause(&error);
+        if error.is_connect() {
+            Self::Connect {
+                url,
+                reason,
+                source: error,
+            }
+        } else if error.is_redirect() {
+            Self::Redirect {
+                url,
+                reason,
+                source: error,
+            }
+        } else if error.is_body() || error.is_decode() {
+            Self::Body {
+                url,
+                reason,
+                source: error,
+            }
+        } else {
+            Self::Transport {
+                url,
+                reason,
+                source: error,
+            }
+        }
+    }
+}
+
+/// The message at the bottom of an error's `source()` chain: reqwest's own message only says
+/// "error sending request", the useful words ("connection refused") sit underneath.
+fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// A [`Fetcher`](crate::Fetcher) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `num_processes(0)`: a pool needs at least one thread.
+    #[error("num_processes must be at least 1")]
+    ZeroProcesses,
+
+    /// The dedicated rayon pool could not start its threads.
+    #[error("could not start a pool of {num_processes} threads: {source}")]
+    ThreadPool {
+        /// The number of threads asked for.
+        num_processes: usize,
+        /// Rayon's error.
+        source: rayon::ThreadPoolBuildError,
+    },
+}

@@ -1,0 +1,331 @@
+//! [`Fetcher`]: configuration, the per-worker sessions, an optional dedicated pool, and
+//! [`Fetcher::execute`], the one function that sends a request.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::ClientBuilder;
+use thread_local::ThreadLocal;
+
+use crate::session::{Session, SessionHooks, SharedTls};
+use crate::{BuildError, FetchError, Request, ThreadException, ThreadResponse};
+
+/// Sends requests, one session per thread, with one configuration.
+///
+/// A `Fetcher` owns a session (a reqwest client with its own keep-alive connections) for every
+/// thread that has sent a request through it. Sessions are built lazily, on a thread's first
+/// request, by the [session hooks](FetcherBuilder::initializer), and live as long as the
+/// `Fetcher`: later calls on the same thread reuse them and their connections. Dropping the last
+/// clone of a `Fetcher` closes them all.
+///
+/// Cloning is cheap and shares everything: the sessions, the settings and the dedicated pool.
+///
+/// Use it with the [`FetchAll`](crate::FetchAll) trait's `*_with` methods, or call
+/// [`execute`](Self::execute) from any thread.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use parfetch::prelude::*;
+/// use rayon::prelude::*;
+///
+/// let fetcher = parfetch::Fetcher::builder()
+///     .num_processes(64)
+///     .timeout(Duration::from_secs(10))
+///     .build()?;
+/// let urls = vec!["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"];
+/// let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+/// # Ok::<(), parfetch::BuildError>(())
+/// ```
+#[derive(Clone)]
+pub struct Fetcher {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    settings: Settings,
+    sessions: ThreadLocal<Result<Session, String>>,
+    tls: SharedTls,
+    pool: Option<rayon::ThreadPool>,
+}
+
+/// Everything a user can set, with every default in one place.
+#[derive(Clone, Debug)]
+struct Settings {
+    num_processes: Option<usize>,
+    timeout: Duration,
+    max_body_bytes: u64,
+    hooks: SessionHooks,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            num_processes: None,
+            timeout: Fetcher::DEFAULT_TIMEOUT,
+            max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
+            hooks: SessionHooks::default(),
+        }
+    }
+}
+
+impl Fetcher {
+    /// The timeout of a request, body included, unless set otherwise: 30 seconds.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The largest response body read, unless set otherwise: 16 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+    /// A fetcher with every default: no dedicated pool (work runs on the caller's rayon pool),
+    /// default sessions, [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) and
+    /// [`DEFAULT_MAX_BODY_BYTES`](Self::DEFAULT_MAX_BODY_BYTES).
+    pub fn new() -> Self {
+        Self::from_settings(Settings::default(), None)
+    }
+
+    /// Starts configuring a fetcher.
+    pub fn builder() -> FetcherBuilder {
+        FetcherBuilder::default()
+    }
+
+    /// The process-wide fetcher that [`FetchAll::fetch`](crate::FetchAll::fetch) and
+    /// [`FetchAll::fetch_all`](crate::FetchAll::fetch_all) use, created on first use with
+    /// [`Fetcher::new`]'s defaults. Its sessions live until the process ends.
+    pub fn global() -> &'static Fetcher {
+        static GLOBAL: OnceLock<Fetcher> = OnceLock::new();
+        GLOBAL.get_or_init(Fetcher::new)
+    }
+
+    fn from_settings(settings: Settings, pool: Option<rayon::ThreadPool>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                settings,
+                sessions: ThreadLocal::new(),
+                tls: SharedTls::default(),
+                pool,
+            }),
+        }
+    }
+
+    /// Sends one request with the calling thread's session and reads its body: the one code path
+    /// every request of this crate takes.
+    ///
+    /// It blocks the calling thread until the response is read or the timeout runs out.
+    ///
+    /// # Errors
+    /// A [`ThreadException`] holding the request and the [`FetchError`] that stopped it. HTTP
+    /// error statuses are not errors.
+    ///
+    /// ```no_run
+    /// let fetcher = parfetch::Fetcher::new();
+    /// match fetcher.execute("http://127.0.0.1:8080/health") {
+    ///     Ok(response) => println!("{} {}", response.status(), response.text()),
+    ///     Err(exception) => eprintln!("{exception}"),
+    /// }
+    /// ```
+    pub fn execute(&self, request: impl Into<Request>) -> Result<ThreadResponse, ThreadException> {
+        let request = request.into();
+        let started = Instant::now();
+        match self.send(&request) {
+            Ok(received) => Ok(ThreadResponse::new(
+                request,
+                received.status,
+                received.headers,
+                received.url,
+                received.body,
+                started.elapsed(),
+            )),
+            Err(error) => Err(ThreadException::new(request, error)),
+        }
+    }
+
+    fn send(&self, request: &Request) -> Result<crate::session::Received, FetchError> {
+        let url = request.checked_url()?;
+        let settings = &self.shared.settings;
+        let session = self.session().map_err(|reason| FetchError::Session {
+            url: request.url().to_owned(),
+            reason: reason.clone(),
+        })?;
+        let timeout = request.timeout_override().unwrap_or(settings.timeout);
+        session.send(request, url, timeout, settings.max_body_bytes)
+    }
+
+    /// This thread's session, built on first use. A failed build is kept too: the hooks are not
+    /// run again for every item, and each item the thread takes reports the same reason.
+    fn session(&self) -> Result<&Session, &String> {
+        let shared = &*self.shared;
+        shared
+            .sessions
+            .get_or(|| Session::build(&shared.settings.hooks, &shared.tls))
+            .as_ref()
+    }
+
+    /// The size of the dedicated pool, if [`num_processes`](FetcherBuilder::num_processes) was
+    /// set.
+    pub fn num_processes(&self) -> Option<usize> {
+        self.shared.settings.num_processes
+    }
+
+    /// The number of sessions built so far: one per thread that has sent a request through this
+    /// fetcher (including failed builds).
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.iter().count()
+    }
+
+    /// Runs `op` on the dedicated pool if there is one, else right here.
+    pub(crate) fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        match &self.shared.pool {
+            Some(pool) => pool.install(op),
+            None => op(),
+        }
+    }
+
+    /// `true` if work must be moved into a dedicated pool: there is one and the calling thread
+    /// is not one of its workers.
+    pub(crate) fn is_outside_own_pool(&self) -> bool {
+        self.shared
+            .pool
+            .as_ref()
+            .is_some_and(|pool| pool.current_thread_index().is_none())
+    }
+}
+
+impl Default for Fetcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.shared.settings;
+        f.debug_struct("Fetcher")
+            .field("num_processes", &settings.num_processes)
+            .field("timeout", &settings.timeout)
+            .field("max_body_bytes", &settings.max_body_bytes)
+            .field("hooks", &settings.hooks)
+            .field("sessions", &self.session_count())
+            .field("tls", &self.shared.tls)
+            .finish()
+    }
+}
+
+/// Configures a [`Fetcher`]; made by [`Fetcher::builder`].
+///
+/// The session hooks are the three of `requests_toolbelt.threaded.Pool`, run in its order for
+/// every new session: [`session`](Self::session) makes the base client builder,
+/// [`initializer`](Self::initializer) configures it, [`auth_generator`](Self::auth_generator)
+/// adds credentials. Unlike the original they run lazily, on each worker's first request, and a
+/// hook that panics turns that worker's requests into [`FetchError::Session`] exceptions instead
+/// of killing it.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+///
+/// let fetcher = parfetch::Fetcher::builder()
+///     .num_processes(16)
+///     .timeout(Duration::from_secs(5))
+///     .max_body_bytes(1 << 20)
+///     .initializer(|session| session.user_agent("etl/1.0"))
+///     .auth_generator(|session| {
+///         let mut headers = HeaderMap::new();
+///         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer s3cr3t"));
+///         session.default_headers(headers)
+///     })
+///     .build()?;
+/// assert_eq!(fetcher.num_processes(), Some(16));
+/// # Ok::<(), parfetch::BuildError>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct FetcherBuilder {
+    settings: Settings,
+}
+
+impl FetcherBuilder {
+    /// Runs requests on a dedicated rayon pool of `n` threads, built once by
+    /// [`build`](Self::build) and used by every call with this fetcher. I/O-bound work wants
+    /// many more threads than cores: each thread has one request in flight at a time.
+    ///
+    /// Unset, requests run on the caller's current rayon pool (the global one, sized to the
+    /// number of cores, unless called inside `ThreadPool::install`).
+    pub fn num_processes(mut self, n: usize) -> Self {
+        self.settings.num_processes = Some(n);
+        self
+    }
+
+    /// Sets the timeout for each request, from connecting to the last byte of the body.
+    /// [`Request::timeout`] overrides it per request.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// Sets the largest response body to read; a larger one makes that request fail with
+    /// [`FetchError::BodyTooLarge`].
+    pub fn max_body_bytes(mut self, limit: u64) -> Self {
+        self.settings.max_body_bytes = limit;
+        self
+    }
+
+    /// Replaces the base client builder of each session: the original's `session` argument.
+    ///
+    /// parfetch's own base shares one TLS configuration between all sessions of the fetcher.
+    /// A builder from this constructor is used as it is, so it makes its own TLS configuration
+    /// for every session (a few milliseconds each).
+    pub fn session<F>(mut self, constructor: F) -> Self
+    where
+        F: Fn() -> ClientBuilder + Send + Sync + 'static,
+    {
+        self.settings.hooks.session = Some(Arc::new(constructor));
+        self
+    }
+
+    /// Configures each new session (headers, proxies, redirect policy, ...): the original's
+    /// `initializer`. It gets the client builder and returns it, as the Python callback must
+    /// return the session.
+    pub fn initializer<F>(mut self, initializer: F) -> Self
+    where
+        F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
+    {
+        self.settings.hooks.initializer = Some(Arc::new(initializer));
+        self
+    }
+
+    /// Gives each new session its credentials, after the initializer: the original's
+    /// `auth_generator`. Per-request credentials go on the [`Request`] instead.
+    ///
+    /// Note that reqwest's `default_headers` replaces earlier default headers: set all of them
+    /// in one hook.
+    pub fn auth_generator<F>(mut self, auth_generator: F) -> Self
+    where
+        F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
+    {
+        self.settings.hooks.auth_generator = Some(Arc::new(auth_generator));
+        self
+    }
+
+    /// Builds the fetcher, starting its dedicated pool if one was asked for.
+    ///
+    /// # Errors
+    /// [`BuildError::ZeroProcesses`] for `num_processes(0)`, [`BuildError::ThreadPool`] when
+    /// the pool's threads cannot be started.
+    pub fn build(self) -> Result<Fetcher, BuildError> {
+        let pool = match self.settings.num_processes {
+            None => None,
+            Some(0) => return Err(BuildError::ZeroProcesses),
+            Some(num_processes) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(num_processes)
+                    .thread_name(|index| format!("parfetch-{index}"))
+                    .build()
+                    .map_err(|source| BuildError::ThreadPool {
+                        num_processes,
+                        source,
+                    })?,
+            ),
+        };
+        Ok(Fetcher::from_settings(self.settings, pool))
+    }
+}

@@ -1,0 +1,97 @@
+//! Fetch many HTTP requests from [rayon] parallel iterators, one [reqwest] session per worker,
+//! and get the responses and the failures back separately.
+//!
+//! parfetch is Python's `requests_toolbelt.threaded` brought to Rust: where the original runs a
+//! queue of request dicts on a pool of threads with one `requests.Session` each, parfetch adds
+//! [`fetch_all`](FetchAll::fetch_all) to rayon parallel iterators:
+//!
+//! ```
+//! use parfetch::prelude::*;
+//! use rayon::prelude::*;
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! # let base = format!("http://{}", listener.local_addr().unwrap());
+//! # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
+//! #     use std::io::{Read, Write};
+//! #     let mut head = [0u8; 4096];
+//! #     let _ = stream.read(&mut head);
+//! #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+//! # });
+//!
+//! let urls = vec![
+//!     format!("{base}/a"),
+//!     format!("{base}/b"),
+//!     format!("{base}/c"),
+//!     "not a url".to_string(),
+//! ];
+//! let (responses, exceptions) = urls.par_iter().fetch_all();
+//!
+//! assert_eq!(responses.len(), 3);
+//! for response in &responses {
+//!     assert_eq!(response.status(), 200);
+//!     assert_eq!(response.text(), "ok");
+//! }
+//! // Every input ends up exactly once, in one of the two.
+//! assert_eq!(exceptions.len(), 1);
+//! assert_eq!(exceptions[0].request().url(), "not a url");
+//! println!("{}", exceptions[0]); // invalid URL "not a url": relative URL without a base
+//! ```
+//!
+//! # How it works
+//!
+//! - Items become [`Request`]s: `&str`, `String`, [`url::Url`] and `Request` (and references to
+//!   them) convert by themselves; build a `Request` for methods, headers, query, body, timeout or
+//!   credentials. Building one never fails: whatever is wrong with it surfaces as that item's
+//!   [`ThreadException`].
+//! - A [`Fetcher`] holds the configuration and one session per worker thread, built lazily on the
+//!   thread's first request by the three hooks of the original (`session`, `initializer`,
+//!   `auth_generator`) and reused, keep-alive connections included, by every later request on
+//!   that thread. Without an explicit fetcher, the process-wide [`Fetcher::global`] is used.
+//! - [`Fetcher::execute`] sends one request and reads its body, capped at
+//!   [`max_body_bytes`](FetcherBuilder::max_body_bytes), within the timeout. Every method of
+//!   this crate goes through it.
+//! - The outcome is a [`ThreadResponse`] for any HTTP status, 4xx and 5xx included, or a
+//!   [`ThreadException`] holding the [`FetchError`]. Both carry the request they came from.
+//!
+//! # Threads
+//!
+//! Each worker has one request in flight at a time, so concurrency is the number of threads.
+//! Rayon's global pool has one thread per core, right for CPU work and far too few for I/O:
+//! give the fetcher a dedicated pool with [`num_processes`](FetcherBuilder::num_processes).
+//!
+//! ```no_run
+//! use parfetch::prelude::*;
+//! use rayon::prelude::*;
+//!
+//! let fetcher = parfetch::Fetcher::builder().num_processes(64).build()?;
+//! let urls: Vec<String> = (0..10_000).map(|i| format!("http://127.0.0.1:8080/{i}")).collect();
+//! let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+//! # Ok::<(), parfetch::BuildError>(())
+//! ```
+//!
+//! parfetch blocks the threads it runs on. Call it from plain threads or rayon, not from inside
+//! an async runtime (there, use `spawn_blocking`); called from inside one, each request fails with
+//! [`FetchError::Session`] instead of panicking.
+//!
+//! # Features
+//!
+//! - `json` (default): [`Request::json`] bodies and [`ThreadResponse::json`] decoding, with serde.
+
+mod error;
+mod fetcher;
+mod outcome;
+mod par;
+mod request;
+mod session;
+
+pub use error::{BuildError, FetchError};
+pub use fetcher::{Fetcher, FetcherBuilder};
+pub use outcome::{ThreadException, ThreadResponse};
+pub use par::{Fetch, FetchAll, FetchResult};
+pub use request::Request;
+pub use reqwest::{Method, StatusCode, header};
+pub use url::Url;
+
+/// The extension trait, for `use parfetch::prelude::*;`.
+pub mod prelude {
+    pub use crate::FetchAll;
+}

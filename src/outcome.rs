@@ -1,0 +1,141 @@
+//! The two ways a request ends: [`ThreadResponse`] or [`ThreadException`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use url::Url;
+
+use crate::{FetchError, Request};
+
+/// A response, body included, and the [`Request`] it answers.
+///
+/// Any HTTP status is a response, 4xx and 5xx included, as in the Python original; check
+/// [`status()`](Self::status) yourself. The body has been read into memory (up to the fetcher's
+/// [`max_body_bytes`](crate::FetcherBuilder::max_body_bytes)), so the connection went back to
+/// the worker's session before you see this.
+#[derive(Clone, Debug)]
+pub struct ThreadResponse {
+    request: Request,
+    status: StatusCode,
+    headers: HeaderMap,
+    url: Url,
+    body: Bytes,
+    elapsed: Duration,
+}
+
+impl ThreadResponse {
+    pub(crate) fn new(
+        request: Request,
+        status: StatusCode,
+        headers: HeaderMap,
+        url: Url,
+        body: Bytes,
+        elapsed: Duration,
+    ) -> Self {
+        Self {
+            request,
+            status,
+            headers,
+            url,
+            body,
+            elapsed,
+        }
+    }
+
+    /// The request this answers: the original's `request_kwargs`.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The final URL, after redirects.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The body.
+    pub fn bytes(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body, decoded as UTF-8; invalid sequences become `U+FFFD`.
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+
+    /// The body, decoded from JSON.
+    ///
+    /// # Errors
+    /// When the body is not valid JSON for `T`.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// How long the request took, from sending to the last byte of the body.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Takes the response apart into its request and body.
+    pub fn into_parts(self) -> (Request, Bytes) {
+        (self.request, self.body)
+    }
+}
+
+/// A request that got no response, with the reason.
+///
+/// It is an error type itself (its message is the [`FetchError`]'s, which names the URL), so
+/// `?` works on a `Result<ThreadResponse, ThreadException>`.
+#[derive(Debug)]
+pub struct ThreadException {
+    request: Request,
+    error: FetchError,
+}
+
+impl ThreadException {
+    pub(crate) fn new(request: Request, error: FetchError) -> Self {
+        Self { request, error }
+    }
+
+    /// The request that failed: the original's `request_kwargs`. Send it again to retry.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Why it failed.
+    pub fn error(&self) -> &FetchError {
+        &self.error
+    }
+
+    /// Takes the exception apart into its request and error.
+    pub fn into_parts(self) -> (Request, FetchError) {
+        (self.request, self.error)
+    }
+}
+
+impl fmt::Display for ThreadException {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+/// Transparent over its [`FetchError`]: same message, same source.
+impl std::error::Error for ThreadException {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}

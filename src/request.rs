@@ -1,0 +1,423 @@
+//! [`Request`]: what to fetch, the Rust form of the original's request dict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use crate::FetchError;
+
+/// A request spec: method, URL, headers, query, body, timeout and credentials.
+///
+/// It is the Rust form of the dict that `requests_toolbelt.threaded` passes to
+/// `session.request(**job)`. Building one never fails: a URL that does not parse, a header
+/// that is not valid HTTP or a body that cannot be encoded is recorded, and that item ends as a
+/// [`ThreadException`](crate::ThreadException) carrying a [`FetchError`] while the rest of the
+/// batch goes on.
+///
+/// Cloning is cheap: a request is a reference-counted pointer, copied on write.
+///
+/// ```
+/// use std::time::Duration;
+/// use parfetch::Request;
+///
+/// let request = Request::post("http://127.0.0.1:8080/items")
+///     .header("x-trace", "etl-42")
+///     .query([("page", "2")])
+///     .text("hello")
+///     .timeout(Duration::from_secs(5));
+/// assert_eq!(request.method(), "POST");
+/// assert_eq!(request.url(), "http://127.0.0.1:8080/items");
+/// ```
+///
+/// Plain URLs convert into a `GET` request, which is what lets
+/// `urls.par_iter().fetch_all()` work on vectors of `&str`, `String` or [`Url`]:
+///
+/// ```
+/// use parfetch::Request;
+///
+/// let request = Request::from("http://127.0.0.1:8080/");
+/// assert_eq!(request.method(), "GET");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Request {
+    spec: Arc<Spec>,
+}
+
+#[derive(Clone, Debug)]
+struct Spec {
+    method: Method,
+    url_as_given: String,
+    url: Result<Url, url::ParseError>,
+    headers: HeaderMap,
+    query: Vec<(String, String)>,
+    body: Option<Bytes>,
+    timeout: Option<Duration>,
+    auth: Option<Auth>,
+    defect: Option<Defect>,
+}
+
+/// Credentials sent with one request.
+#[derive(Clone, Debug)]
+enum Auth {
+    Basic {
+        username: String,
+        password: Option<String>,
+    },
+    Bearer(String),
+}
+
+/// The first invalid input given to the builder; reported when the request is executed.
+#[derive(Clone, Debug)]
+enum Defect {
+    Header { name: String },
+    Body { reason: String },
+}
+
+impl Request {
+    /// A request with the given method and URL.
+    ///
+    /// ```
+    /// use parfetch::{Method, Request};
+    ///
+    /// let request = Request::new(Method::DELETE, "http://127.0.0.1:8080/items/7");
+    /// assert_eq!(request.method(), Method::DELETE);
+    /// ```
+    pub fn new(method: Method, url: impl AsRef<str>) -> Self {
+        let url_as_given = url.as_ref().to_owned();
+        let url = Url::parse(&url_as_given);
+        Self::from_parts(method, url_as_given, url)
+    }
+
+    fn from_parts(method: Method, url_as_given: String, url: Result<Url, url::ParseError>) -> Self {
+        Self {
+            spec: Arc::new(Spec {
+                method,
+                url_as_given,
+                url,
+                headers: HeaderMap::new(),
+                query: Vec::new(),
+                body: None,
+                timeout: None,
+                auth: None,
+                defect: None,
+            }),
+        }
+    }
+
+    /// The spec, to change: shared specs are copied first.
+    fn spec_mut(&mut self) -> &mut Spec {
+        Arc::make_mut(&mut self.spec)
+    }
+
+    /// A `GET` request.
+    pub fn get(url: impl AsRef<str>) -> Self {
+        Self::new(Method::GET, url)
+    }
+
+    /// A `POST` request.
+    pub fn post(url: impl AsRef<str>) -> Self {
+        Self::new(Method::POST, url)
+    }
+
+    /// A `PUT` request.
+    pub fn put(url: impl AsRef<str>) -> Self {
+        Self::new(Method::PUT, url)
+    }
+
+    /// A `DELETE` request.
+    pub fn delete(url: impl AsRef<str>) -> Self {
+        Self::new(Method::DELETE, url)
+    }
+
+    /// A `HEAD` request.
+    pub fn head(url: impl AsRef<str>) -> Self {
+        Self::new(Method::HEAD, url)
+    }
+
+    /// The same request with another URL: what `Pool::from_urls` does with its template.
+    ///
+    /// ```
+    /// use parfetch::Request;
+    ///
+    /// let template = Request::post("http://unused.invalid/").header("x-batch", "7");
+    /// let request = template.with_url("http://127.0.0.1:8080/a");
+    /// assert_eq!(request.url(), "http://127.0.0.1:8080/a");
+    /// assert_eq!(request.headers()["x-batch"], "7");
+    /// ```
+    pub fn with_url(&self, url: impl AsRef<str>) -> Self {
+        let url_as_given = url.as_ref().to_owned();
+        let mut request = self.clone();
+        let spec = request.spec_mut();
+        spec.url = Url::parse(&url_as_given);
+        spec.url_as_given = url_as_given;
+        request
+    }
+
+    /// Adds a header. Names and values are checked when the request is executed: an invalid one
+    /// makes this request fail with [`FetchError::InvalidHeader`].
+    pub fn header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                self.spec_mut().headers.append(name, value);
+            }
+            _ => self.record(Defect::Header {
+                name: name.to_owned(),
+            }),
+        }
+        self
+    }
+
+    /// Appends query parameters to the URL, percent-encoded, when the request is sent. They
+    /// stay on the request through [`with_url`](Self::with_url).
+    ///
+    /// ```
+    /// use parfetch::Request;
+    ///
+    /// let request = Request::get("http://127.0.0.1:8080/search").query([("q", "a b"), ("page", "2")]);
+    /// assert_eq!(request.url(), "http://127.0.0.1:8080/search"); // as given
+    /// ```
+    pub fn query<K, V>(mut self, pairs: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let query = &mut self.spec_mut().query;
+        query.extend(
+            pairs
+                .into_iter()
+                .map(|(key, value)| (key.as_ref().to_owned(), value.as_ref().to_owned())),
+        );
+        self
+    }
+
+    /// Sets the body to these bytes.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.spec_mut().body = Some(body.into());
+        self
+    }
+
+    /// Sets the body to this text, with `Content-Type: text/plain; charset=utf-8` unless a
+    /// content type is already set.
+    pub fn text(self, text: impl Into<String>) -> Self {
+        self.content_type_default("text/plain; charset=utf-8")
+            .body(text.into())
+    }
+
+    /// Sets the body to `application/x-www-form-urlencoded` pairs.
+    ///
+    /// ```
+    /// use parfetch::Request;
+    ///
+    /// let request = Request::post("http://127.0.0.1:8080/login").form([("user", "ada"), ("pass", "x&y")]);
+    /// assert_eq!(request.body_bytes().unwrap().as_ref(), b"user=ada&pass=x%26y");
+    /// ```
+    pub fn form<K, V>(self, pairs: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let encoded = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.content_type_default("application/x-www-form-urlencoded")
+            .body(encoded)
+    }
+
+    /// Sets the body to `value` encoded as JSON, with `Content-Type: application/json` unless a
+    /// content type is already set. A value that cannot be encoded makes this request fail with
+    /// [`FetchError::InvalidBody`].
+    ///
+    /// ```
+    /// use parfetch::Request;
+    ///
+    /// let request = Request::post("http://127.0.0.1:8080/rows").json(&serde_json::json!({"id": 7}));
+    /// assert_eq!(request.body_bytes().unwrap().as_ref(), br#"{"id":7}"#);
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(encoded) => self.content_type_default("application/json").body(encoded),
+            Err(error) => {
+                let mut request = self;
+                request.record(Defect::Body {
+                    reason: error.to_string(),
+                });
+                request
+            }
+        }
+    }
+
+    /// Sets a timeout for this request alone, in place of the fetcher's. It covers connecting,
+    /// sending and reading the whole body.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.spec_mut().timeout = Some(timeout);
+        self
+    }
+
+    /// Sends HTTP basic credentials with this request.
+    pub fn basic_auth(
+        mut self,
+        username: impl Into<String>,
+        password: Option<impl Into<String>>,
+    ) -> Self {
+        self.spec_mut().auth = Some(Auth::Basic {
+            username: username.into(),
+            password: password.map(Into::into),
+        });
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with this request.
+    pub fn bearer_auth(mut self, token: impl Into<String>) -> Self {
+        self.spec_mut().auth = Some(Auth::Bearer(token.into()));
+        self
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &Method {
+        &self.spec.method
+    }
+
+    /// The URL exactly as it was given, before parsing and query parameters.
+    pub fn url(&self) -> &str {
+        &self.spec.url_as_given
+    }
+
+    /// The headers set on this request (not those the session adds).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.spec.headers
+    }
+
+    /// The body, if one was set.
+    pub fn body_bytes(&self) -> Option<&Bytes> {
+        self.spec.body.as_ref()
+    }
+
+    /// The timeout set on this request, if any.
+    pub fn timeout_override(&self) -> Option<Duration> {
+        self.spec.timeout
+    }
+
+    fn record(&mut self, defect: Defect) {
+        self.spec_mut().defect.get_or_insert(defect);
+    }
+
+    fn content_type_default(mut self, content_type: &'static str) -> Self {
+        self.spec_mut()
+            .headers
+            .entry(CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static(content_type));
+        self
+    }
+
+    /// Checks what could not be checked while building: the URL, its scheme, headers and body.
+    /// Returns the URL to send to.
+    pub(crate) fn checked_url(&self) -> Result<&Url, FetchError> {
+        let spec = &*self.spec;
+        let url_as_given = || spec.url_as_given.clone();
+        let url = spec.url.as_ref().map_err(|source| FetchError::InvalidUrl {
+            url: url_as_given(),
+            source: *source,
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FetchError::UnsupportedScheme {
+                url: url_as_given(),
+                scheme: url.scheme().to_owned(),
+            });
+        }
+        if url.host().is_none() {
+            return Err(FetchError::InvalidUrl {
+                url: url_as_given(),
+                source: url::ParseError::EmptyHost,
+            });
+        }
+        match &spec.defect {
+            Some(Defect::Header { name }) => Err(FetchError::InvalidHeader {
+                url: url_as_given(),
+                name: name.clone(),
+            }),
+            Some(Defect::Body { reason }) => Err(FetchError::InvalidBody {
+                url: url_as_given(),
+                reason: reason.clone(),
+            }),
+            None => Ok(url),
+        }
+    }
+
+    /// The client request for this spec, sent to `url` (from [`checked_url`](Self::checked_url)).
+    pub(crate) fn to_client_request(
+        &self,
+        client: &reqwest::Client,
+        url: &Url,
+    ) -> reqwest::RequestBuilder {
+        let spec = &*self.spec;
+        let mut url = url.clone();
+        if !spec.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&spec.query);
+        }
+        let mut builder = client
+            .request(spec.method.clone(), url)
+            .headers(spec.headers.clone());
+        if let Some(body) = &spec.body {
+            builder = builder.body(body.clone());
+        }
+        match &spec.auth {
+            Some(Auth::Basic { username, password }) => {
+                builder.basic_auth(username, password.as_ref())
+            }
+            Some(Auth::Bearer(token)) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+}
+
+impl From<&str> for Request {
+    fn from(url: &str) -> Self {
+        Self::get(url)
+    }
+}
+
+impl From<&&str> for Request {
+    fn from(url: &&str) -> Self {
+        Self::get(url)
+    }
+}
+
+impl From<String> for Request {
+    fn from(url: String) -> Self {
+        let parsed = Url::parse(&url);
+        Self::from_parts(Method::GET, url, parsed)
+    }
+}
+
+impl From<&String> for Request {
+    fn from(url: &String) -> Self {
+        Self::get(url)
+    }
+}
+
+impl From<Url> for Request {
+    fn from(url: Url) -> Self {
+        Self::from_parts(Method::GET, url.as_str().to_owned(), Ok(url))
+    }
+}
+
+impl From<&Url> for Request {
+    fn from(url: &Url) -> Self {
+        Self::from(url.clone())
+    }
+}
+
+impl From<&Request> for Request {
+    fn from(request: &Request) -> Self {
+        request.clone()
+    }
+}

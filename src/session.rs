@@ -1,0 +1,229 @@
+//! The per-worker session: how it is built from the user's hooks, and how it sends one request.
+//!
+//! A session is an async reqwest client driven by a single-threaded tokio runtime that lives on
+//! the worker itself, so a request never hops to another thread and back (what the blocking
+//! reqwest client does on every call). Everything about that choice stays inside this module.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
+use reqwest::{ClientBuilder, StatusCode};
+use url::Url;
+
+use crate::{FetchError, Request};
+
+/// Makes the base client builder of each new session: the original's `session` argument.
+pub(crate) type SessionConstructor = Arc<dyn Fn() -> ClientBuilder + Send + Sync>;
+/// Configures a new session: the original's `initializer` and `auth_generator`.
+pub(crate) type SessionHook = Arc<dyn Fn(ClientBuilder) -> ClientBuilder + Send + Sync>;
+
+/// The three hooks of the original, run in its order: constructor, initializer, auth generator.
+#[derive(Clone, Default)]
+pub(crate) struct SessionHooks {
+    pub(crate) session: Option<SessionConstructor>,
+    pub(crate) initializer: Option<SessionHook>,
+    pub(crate) auth_generator: Option<SessionHook>,
+}
+
+impl fmt::Debug for SessionHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |hook: bool| if hook { "set" } else { "default" };
+        f.debug_struct("SessionHooks")
+            .field("session", &set(self.session.is_some()))
+            .field("initializer", &set(self.initializer.is_some()))
+            .field("auth_generator", &set(self.auth_generator.is_some()))
+            .finish()
+    }
+}
+
+/// The TLS configuration every default session of one fetcher shares.
+///
+/// Building a TLS configuration loads the system's root certificates, which costs milliseconds of
+/// CPU; a fetcher with 256 workers would pay that 256 times. It is built on the first session
+/// that needs it and cloned (a handful of reference counts) into every later one.
+#[derive(Default)]
+pub(crate) struct SharedTls(OnceLock<Result<rustls::ClientConfig, String>>);
+
+impl SharedTls {
+    fn config(&self) -> Result<rustls::ClientConfig, String> {
+        self.0.get_or_init(build_tls_config).clone()
+    }
+}
+
+impl fmt::Debug for SharedTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.0.get() {
+            None => "not built yet",
+            Some(Ok(_)) => "built",
+            Some(Err(_)) => "failed",
+        };
+        f.debug_tuple("SharedTls").field(&state).finish()
+    }
+}
+
+fn build_tls_config() -> Result<rustls::ClientConfig, String> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|error| format!("could not load the system's TLS roots: {error}"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("could not configure TLS: {error}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    // reqwest leaves ALPN alone on a preconfigured backend; offer what the client speaks.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// One worker's session: its client and the runtime that drives it.
+pub(crate) struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+/// What came back for one request, before it is paired with its [`Request`].
+pub(crate) struct Received {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) url: Url,
+    pub(crate) body: Bytes,
+}
+
+impl Session {
+    /// Builds a session: constructor, then initializer, then auth generator, each of which may
+    /// panic without taking the worker down. The error says which step failed.
+    pub(crate) fn build(hooks: &SessionHooks, tls: &SharedTls) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| format!("could not start the worker's I/O runtime: {error}"))?;
+
+        let base = match &hooks.session {
+            Some(constructor) => call_hook("session constructor", || constructor())?,
+            None => reqwest::Client::builder().tls_backend_preconfigured(tls.config()?),
+        };
+        let initialized = match &hooks.initializer {
+            Some(initializer) => call_hook("initializer", || initializer(base))?,
+            None => base,
+        };
+        let authenticated = match &hooks.auth_generator {
+            Some(auth_generator) => call_hook("auth_generator", || auth_generator(initialized))?,
+            None => initialized,
+        };
+
+        // The client's connection pool spawns onto the runtime current at build time.
+        let client = {
+            let _entered = runtime.enter();
+            authenticated
+                .build()
+                .map_err(|error| format!("the configured client failed to build: {error}"))?
+        };
+        Ok(Self { runtime, client })
+    }
+
+    /// Sends `request` to `url` and reads the whole body, within `timeout` and `max_body_bytes`.
+    pub(crate) fn send(
+        &self,
+        request: &Request,
+        url: &Url,
+        timeout: Duration,
+        max_body_bytes: u64,
+    ) -> Result<Received, FetchError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(FetchError::Session {
+                url: request.url().to_owned(),
+                reason: "parfetch blocks its thread and was called from inside an async runtime; \
+                         call it from a plain thread or tokio's spawn_blocking"
+                    .to_owned(),
+            });
+        }
+        let pending = request.to_client_request(&self.client, url);
+        self.runtime.block_on(async {
+            tokio::time::timeout(timeout, receive(pending, request.url(), max_body_bytes))
+                .await
+                .unwrap_or_else(|_elapsed| {
+                    Err(FetchError::Timeout {
+                        url: request.url().to_owned(),
+                        timeout,
+                    })
+                })
+        })
+    }
+}
+
+async fn receive(
+    pending: reqwest::RequestBuilder,
+    url_as_given: &str,
+    max_body_bytes: u64,
+) -> Result<Received, FetchError> {
+    let client_error = |error| FetchError::from_client(url_as_given, error);
+    let too_large = || FetchError::BodyTooLarge {
+        url: url_as_given.to_owned(),
+        limit: max_body_bytes,
+    };
+
+    let mut response = pending.send().await.map_err(client_error)?;
+    let declared_length = response.content_length();
+    if declared_length.is_some_and(|length| length > max_body_bytes) {
+        return Err(too_large());
+    }
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let url = response.url().clone();
+
+    // Most bodies arrive as one chunk, which is kept as is; only longer ones are copied together.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total: u64 = 0;
+    while let Some(chunk) = response.chunk().await.map_err(client_error)? {
+        total += chunk.len() as u64;
+        if total > max_body_bytes {
+            return Err(too_large());
+        }
+        chunks.push(chunk);
+    }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = BytesMut::with_capacity(total as usize);
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
+    };
+    Ok(Received {
+        status,
+        headers,
+        url,
+        body,
+    })
+}
+
+/// Runs one user hook, turning a panic into an error that names the hook.
+fn call_hook<T>(name: &str, hook: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(hook))
+        .map_err(|payload| format!("the {name} panicked: {}", panic_message(payload.as_ref())))
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
+}

@@ -1,0 +1,306 @@
+//! Loopback servers for the tests, examples and benchmarks.
+//!
+//! [`TestServer`] is a well-behaved HTTP/1.1 server (hyper on its own tokio runtime and thread,
+//! keep-alive, `TCP_NODELAY`, a listen backlog of 1024) that counts what it sees.
+//! [`RawServer`] hands each accepted connection to a closure, for servers that misbehave.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// What a [`TestServer`] has seen so far.
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: AtomicUsize,
+    connections: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Stats {
+    /// Requests answered or being answered.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were being handled at the same moment.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// A loopback HTTP/1.1 server. Routes:
+/// - `/status/{code}`: that status;
+/// - `/bytes/{n}`: `n` bytes of `x`;
+/// - `/delay/{ms}`: waits, then answers `delayed`;
+/// - `/echo`: the request as JSON (`method`, `path`, `query`, `headers`, `body`);
+/// - `/redirect`: `302` to `/echo`;
+/// - anything else: `200` with body `ok {path}`.
+pub struct TestServer {
+    addr: SocketAddr,
+    stats: Arc<Stats>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        let stats = Arc::new(Stats::default());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+        let server_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("test-server".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                runtime.block_on(serve(server_stats, addr_tx, shutdown_rx));
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
+            .expect("server thread");
+        let addr = addr_rx.recv().expect("server address");
+        Self {
+            addr,
+            stats,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:{port}`, without a trailing slash.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(
+    stats: Arc<Stats>,
+    addr_tx: std::sync::mpsc::Sender<SocketAddr>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("reuseaddr");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    // The usual backlog of 128 drops connects when hundreds of workers start at once.
+    let listener = socket.listen(1024).expect("listen");
+    addr_tx
+        .send(listener.local_addr().expect("local address"))
+        .expect("report address");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                stats.connections.fetch_add(1, Ordering::SeqCst);
+                let stats = Arc::clone(&stats);
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handle(request, Arc::clone(&stats)));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    stats: Arc<Stats>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    stats.requests.fetch_add(1, Ordering::SeqCst);
+    let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = route(request).await;
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    Ok(response)
+}
+
+async fn route(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_owned();
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let (head, tail) = (segments.next().unwrap_or(""), segments.next().unwrap_or(""));
+    match head {
+        "status" => {
+            let status = tail
+                .parse()
+                .ok()
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            reply(status, format!("status {}", status.as_u16()))
+        }
+        "bytes" => reply(StatusCode::OK, vec![b'x'; tail.parse().unwrap_or(0)]),
+        "delay" => {
+            tokio::time::sleep(Duration::from_millis(tail.parse().unwrap_or(0))).await;
+            reply(StatusCode::OK, "delayed")
+        }
+        "echo" => echo(request).await,
+        "redirect" => Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", "/echo")
+            .body(Full::new(Bytes::new()))
+            .expect("response"),
+        _ => reply(StatusCode::OK, format!("ok {path}")),
+    }
+}
+
+async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let record = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    reply(StatusCode::OK, record.to_string())
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+/// A server that hands each accepted connection to `behave`, on its own thread.
+pub struct RawServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawServer {
+    pub fn start(behave: impl Fn(TcpStream) + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let behave = Arc::new(behave);
+        let thread = {
+            let (stop, accepted) = (Arc::clone(&stop), Arc::clone(&accepted));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let behave = Arc::clone(&behave);
+                    std::thread::spawn(move || behave(stream));
+                }
+            })
+        };
+        Self {
+            addr,
+            stop,
+            accepted,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request head (up to the blank line) from `stream`.
+pub fn read_head(stream: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
+
+/// Writes `bytes` and ignores a peer that has gone.
+pub fn write_all(stream: &mut TcpStream, bytes: &[u8]) {
+    let _ = stream.write_all(bytes);
+    let _ = stream.flush();
+}
+
+/// A URL on a port where nothing listens: connecting is refused.
+pub fn refused_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    drop(listener);
+    format!("http://{addr}/")
+}
