@@ -141,6 +141,12 @@ impl Fetcher {
 
     fn send(&self, request: &Request) -> Result<crate::session::Received, FetchError> {
         let url = request.checked_url()?;
+        if let Some(reason) = crate::session::unusable_here() {
+            return Err(FetchError::Session {
+                url: request.url().to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
         let settings = &self.shared.settings;
         let session = self.session().map_err(|reason| FetchError::Session {
             url: request.url().to_owned(),

@@ -88,8 +88,13 @@ pub use fetcher::{Fetcher, FetcherBuilder};
 pub use outcome::{ThreadException, ThreadResponse};
 pub use par::{Fetch, FetchAll, FetchResult};
 pub use request::Request;
-pub use reqwest::{Method, StatusCode, header};
+pub use reqwest::{ClientBuilder, Method, StatusCode, header};
 pub use url::Url;
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// The extension trait, for `use parfetch::prelude::*;`.
 pub mod prelude {

@@ -85,8 +85,19 @@ fn build_tls_config() -> Result<rustls::ClientConfig, String> {
 
 /// One worker's session: its client and the runtime that drives it.
 pub(crate) struct Session {
-    runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// Always `Some` until dropped; an `Option` so that `Drop` can shut it down without waiting.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A plain drop waits for the runtime's blocking tasks (DNS lookups) and panics inside
+        // an async context; a fetcher must be droppable anywhere, without hanging.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for Session {
@@ -101,6 +112,15 @@ pub(crate) struct Received {
     pub(crate) headers: HeaderMap,
     pub(crate) url: Url,
     pub(crate) body: Bytes,
+}
+
+/// The reason a session cannot be used on this thread right now, if there is one: blocking on a
+/// runtime from inside another one would panic.
+pub(crate) fn unusable_here() -> Option<&'static str> {
+    tokio::runtime::Handle::try_current().is_ok().then_some(
+        "parfetch blocks its thread and was called from inside an async runtime; \
+         call it from a plain thread or tokio's spawn_blocking",
+    )
 }
 
 impl Session {
@@ -132,7 +152,10 @@ impl Session {
                 .build()
                 .map_err(|error| format!("the configured client failed to build: {error}"))?
         };
-        Ok(Self { runtime, client })
+        Ok(Self {
+            client,
+            runtime: Some(runtime),
+        })
     }
 
     /// Sends `request` to `url` and reads the whole body, within `timeout` and `max_body_bytes`.
@@ -143,16 +166,11 @@ impl Session {
         timeout: Duration,
         max_body_bytes: u64,
     ) -> Result<Received, FetchError> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(FetchError::Session {
-                url: request.url().to_owned(),
-                reason: "parfetch blocks its thread and was called from inside an async runtime; \
-                         call it from a plain thread or tokio's spawn_blocking"
-                    .to_owned(),
-            });
-        }
+        let Some(runtime) = &self.runtime else {
+            unreachable!("a session's runtime is only taken when it is dropped");
+        };
         let pending = request.to_client_request(&self.client, url);
-        self.runtime.block_on(async {
+        runtime.block_on(async {
             tokio::time::timeout(timeout, receive(pending, request.url(), max_body_bytes))
                 .await
                 .unwrap_or_else(|_elapsed| {

@@ -26,6 +26,7 @@ use hyper_util::rt::TokioIo;
 pub struct Stats {
     requests: AtomicUsize,
     connections: AtomicUsize,
+    closed: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -39,6 +40,11 @@ impl Stats {
     /// TCP connections accepted.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections that have ended.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 
     /// The most requests that were being handled at the same moment.
@@ -138,10 +144,12 @@ async fn serve(
                 stats.connections.fetch_add(1, Ordering::SeqCst);
                 let stats = Arc::clone(&stats);
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| handle(request, Arc::clone(&stats)));
+                    let service_stats = Arc::clone(&stats);
+                    let service = service_fn(move |request| handle(request, Arc::clone(&service_stats)));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    stats.closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         }
@@ -195,16 +203,18 @@ async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let headers: BTreeMap<String, String> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    // Repeated headers are joined with ", ", as HTTP allows.
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert_with(|| value.into_owned());
+    }
     let record = serde_json::json!({
         "method": parts.method.as_str(),
         "path": parts.uri.path(),

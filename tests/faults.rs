@@ -1,0 +1,321 @@
+//! Broken servers and bad input: each ends as one typed exception for its item, and the rest of
+//! the batch completes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use parfetch::prelude::*;
+use parfetch::{FetchError, Fetcher, Request, ThreadException};
+use rayon::prelude::*;
+use support::{RawServer, TestServer, read_head, refused_url, write_all};
+
+/// Fetches `bad` among good URLs and returns `bad`'s exception, checking the good ones came back.
+fn fetch_among_good(fetcher: &Fetcher, bad: Request) -> ThreadException {
+    let server = TestServer::start();
+    let mut requests: Vec<Request> = (0..20)
+        .map(|i| Request::get(server.url(&format!("/good/{i}"))))
+        .collect();
+    requests.insert(10, bad.clone());
+
+    let (responses, mut exceptions) = requests.par_iter().fetch_all_with(fetcher);
+
+    assert_eq!(responses.len(), 20, "the good requests all succeed");
+    assert!(responses.iter().all(|r| r.status() == 200));
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    let exception = exceptions.pop().unwrap();
+    assert_eq!(exception.request().url(), bad.url());
+    assert_eq!(exception.error().url(), bad.url());
+    exception
+}
+
+fn fetcher_with_timeout(timeout: Duration) -> Fetcher {
+    Fetcher::builder()
+        .num_processes(4)
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn refused_connection_is_a_connect_error() {
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(refused_url()));
+    assert!(exception.error().is_connect(), "{}", exception.error());
+}
+
+#[test]
+fn server_closing_without_answering_is_a_transport_error() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(
+        matches!(exception.error(), FetchError::Transport { .. }),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn server_that_never_answers_times_out() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_millis(300));
+    let started = Instant::now();
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(exception.error().is_timeout(), "{}", exception.error());
+    assert!(
+        matches!(exception.error(), FetchError::Timeout { timeout, .. } if *timeout == Duration::from_millis(300))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "did not wait for the server"
+    );
+}
+
+#[test]
+fn body_that_stalls_after_the_headers_times_out() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst bytes",
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(10));
+    let request = Request::get(server.url("/")).timeout(Duration::from_millis(300));
+    let exception = fetch_among_good(&fetcher, request);
+    assert!(
+        matches!(exception.error(), FetchError::Timeout { timeout, .. } if *timeout == Duration::from_millis(300)),
+        "the request's own timeout wins: {}",
+        exception.error()
+    );
+}
+
+#[test]
+fn body_shorter_than_its_content_length_is_a_body_error() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+        );
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(
+        matches!(exception.error(), FetchError::Body { .. }),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn connection_reset_in_the_middle_of_the_body_is_a_body_error() {
+    let server = RawServer::start(|mut stream| {
+        // Leave the request unread: closing a socket with unread data sends a reset.
+        std::thread::sleep(Duration::from_millis(100));
+        write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\npartial",
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(
+        matches!(exception.error(), FetchError::Body { .. }),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn malformed_status_line_is_a_transport_error() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        write_all(&mut stream, b"HTTP/1.1 OK-ISH\r\n\r\n");
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(
+        matches!(exception.error(), FetchError::Transport { .. }),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn declared_oversized_body_is_rejected_before_reading_it() {
+    let server = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .num_processes(4)
+        .max_body_bytes(1000)
+        .build()
+        .unwrap();
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/bytes/1001")));
+    assert!(
+        matches!(
+            exception.error(),
+            FetchError::BodyTooLarge { limit: 1000, .. }
+        ),
+        "{}",
+        exception.error()
+    );
+    let at_limit = fetcher
+        .execute(server.url("/bytes/1000"))
+        .expect("at the limit");
+    assert_eq!(at_limit.bytes().len(), 1000);
+}
+
+#[test]
+fn chunked_body_growing_past_the_limit_is_cut_off() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        let chunk = format!("{:x}\r\n{}\r\n", 4096, "y".repeat(4096));
+        // 4 MiB at most, far past the limit; stops early when the client hangs up.
+        for _ in 0..1024 {
+            if std::io::Write::write_all(&mut stream, chunk.as_bytes()).is_err() {
+                return;
+            }
+        }
+        write_all(&mut stream, b"0\r\n\r\n");
+    });
+    let fetcher = Fetcher::builder()
+        .num_processes(4)
+        .max_body_bytes(64 * 1024)
+        .build()
+        .unwrap();
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(
+        matches!(
+            exception.error(),
+            FetchError::BodyTooLarge { limit: 65536, .. }
+        ),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn invalid_urls_are_typed_errors_that_name_the_url() {
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    for bad in [
+        "",
+        "no scheme",
+        "http://",
+        "http://exa mple.com/",
+        "http://[::1/",
+    ] {
+        let exception = fetch_among_good(&fetcher, Request::get(bad));
+        assert!(
+            matches!(exception.error(), FetchError::InvalidUrl { url, .. } if url == bad),
+            "{bad:?}: {}",
+            exception.error()
+        );
+        assert!(exception.to_string().contains(&format!("{bad:?}")));
+    }
+}
+
+#[test]
+fn schemes_other_than_http_are_rejected() {
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    for (bad, scheme) in [
+        ("file:///etc/passwd", "file"),
+        ("ftp://127.0.0.1/x", "ftp"),
+        ("mailto:a@b.c", "mailto"),
+    ] {
+        let exception = fetch_among_good(&fetcher, Request::get(bad));
+        assert!(
+            matches!(exception.error(), FetchError::UnsupportedScheme { scheme: found, .. } if found == scheme),
+            "{bad}: {}",
+            exception.error()
+        );
+    }
+}
+
+#[test]
+fn header_with_a_line_break_is_rejected_for_that_item() {
+    let server = TestServer::start();
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let bad = Request::get(server.url("/echo")).header("x-injected", "a\r\nevil: 1");
+    let exception = fetch_among_good(&fetcher, bad);
+    assert!(
+        matches!(exception.error(), FetchError::InvalidHeader { name, .. } if name == "x-injected"),
+        "{}",
+        exception.error()
+    );
+    let bad_name = Request::get(server.url("/echo")).header("bad name", "v");
+    let exception = fetch_among_good(&fetcher, bad_name);
+    assert!(
+        matches!(exception.error(), FetchError::InvalidHeader { name, .. } if name == "bad name")
+    );
+    assert_eq!(server.stats().requests(), 0, "nothing was sent");
+}
+
+#[test]
+fn json_body_that_cannot_be_encoded_is_rejected_for_that_item() {
+    use std::collections::HashMap;
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    // JSON object keys must be strings.
+    let unencodable: HashMap<Vec<u8>, u8> = HashMap::from([(vec![1], 1)]);
+    let bad = Request::post("http://127.0.0.1:9/").json(&unencodable);
+    let exception = fetch_among_good(&fetcher, bad);
+    assert!(
+        matches!(exception.error(), FetchError::InvalidBody { .. }),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn redirect_loop_is_a_redirect_error() {
+    let server = RawServer::start(|mut stream| {
+        loop {
+            if read_head(&mut stream).is_empty() {
+                return;
+            }
+            write_all(
+                &mut stream,
+                b"HTTP/1.1 302 Found\r\nlocation: /again\r\ncontent-length: 0\r\n\r\n",
+            );
+        }
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert!(
+        matches!(exception.error(), FetchError::Redirect { .. }),
+        "{}",
+        exception.error()
+    );
+}
+
+#[test]
+fn a_failing_host_does_not_slow_the_others_down_past_its_timeout() {
+    let stalled = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let server = TestServer::start();
+    let mut urls: Vec<String> = (0..200).map(|i| server.url(&format!("/n/{i}"))).collect();
+    for i in 0..8 {
+        urls.push(stalled.url(&format!("/{i}")));
+    }
+    let fetcher = fetcher_with_timeout(Duration::from_millis(200));
+
+    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+
+    assert_eq!(responses.len(), 200);
+    assert_eq!(exceptions.len(), 8);
+    assert!(exceptions.iter().all(|e| e.error().is_timeout()));
+}
