@@ -10,6 +10,14 @@ use parfetch::{FetchError, Fetcher, Request, ThreadException};
 use rayon::prelude::*;
 use support::{RawServer, TestServer, read_head, refused_url, write_all};
 
+/// Asserts that an exception's error matches a pattern, printing the error when it does not.
+macro_rules! assert_error {
+    ($exception:expr, $pattern:pat $(if $guard:expr)?) => {{
+        let error = $exception.error();
+        assert!(matches!(error, $pattern $(if $guard)?), "unexpected error: {error}");
+    }};
+}
+
 /// Fetches `bad` among good URLs and returns `bad`'s exception, checking the good ones came back.
 fn fetch_among_good(fetcher: &Fetcher, bad: Request) -> ThreadException {
     let server = TestServer::start();
@@ -51,11 +59,7 @@ fn server_closing_without_answering_is_a_transport_error() {
     });
     let fetcher = fetcher_with_timeout(Duration::from_secs(5));
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(
-        matches!(exception.error(), FetchError::Transport { .. }),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::Transport { .. });
 }
 
 #[test]
@@ -67,10 +71,8 @@ fn server_that_never_answers_times_out() {
     let fetcher = fetcher_with_timeout(Duration::from_millis(300));
     let started = Instant::now();
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(exception.error().is_timeout(), "{}", exception.error());
-    assert!(
-        matches!(exception.error(), FetchError::Timeout { timeout, .. } if *timeout == Duration::from_millis(300))
-    );
+    assert!(exception.error().is_timeout());
+    assert_error!(exception, FetchError::Timeout { timeout, .. } if *timeout == Duration::from_millis(300));
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "did not wait for the server"
@@ -90,11 +92,7 @@ fn body_that_stalls_after_the_headers_times_out() {
     let fetcher = fetcher_with_timeout(Duration::from_secs(10));
     let request = Request::get(server.url("/")).timeout(Duration::from_millis(300));
     let exception = fetch_among_good(&fetcher, request);
-    assert!(
-        matches!(exception.error(), FetchError::Timeout { timeout, .. } if *timeout == Duration::from_millis(300)),
-        "the request's own timeout wins: {}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::Timeout { timeout, .. } if *timeout == Duration::from_millis(300));
 }
 
 #[test]
@@ -109,11 +107,7 @@ fn body_shorter_than_its_content_length_is_a_body_error() {
     });
     let fetcher = fetcher_with_timeout(Duration::from_secs(5));
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(
-        matches!(exception.error(), FetchError::Body { .. }),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::Body { .. });
 }
 
 #[test]
@@ -129,11 +123,7 @@ fn connection_reset_in_the_middle_of_the_body_is_a_body_error() {
     });
     let fetcher = fetcher_with_timeout(Duration::from_secs(5));
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(
-        matches!(exception.error(), FetchError::Body { .. }),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::Body { .. });
 }
 
 #[test]
@@ -144,11 +134,7 @@ fn malformed_status_line_is_a_transport_error() {
     });
     let fetcher = fetcher_with_timeout(Duration::from_secs(5));
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(
-        matches!(exception.error(), FetchError::Transport { .. }),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::Transport { .. });
 }
 
 #[test]
@@ -160,14 +146,7 @@ fn declared_oversized_body_is_rejected_before_reading_it() {
         .build()
         .unwrap();
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/bytes/1001")));
-    assert!(
-        matches!(
-            exception.error(),
-            FetchError::BodyTooLarge { limit: 1000, .. }
-        ),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::BodyTooLarge { limit: 1000, .. });
     let at_limit = fetcher
         .execute(server.url("/bytes/1000"))
         .expect("at the limit");
@@ -197,14 +176,7 @@ fn chunked_body_growing_past_the_limit_is_cut_off() {
         .build()
         .unwrap();
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(
-        matches!(
-            exception.error(),
-            FetchError::BodyTooLarge { limit: 65536, .. }
-        ),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::BodyTooLarge { limit: 65536, .. });
 }
 
 #[test]
@@ -218,11 +190,7 @@ fn invalid_urls_are_typed_errors_that_name_the_url() {
         "http://[::1/",
     ] {
         let exception = fetch_among_good(&fetcher, Request::get(bad));
-        assert!(
-            matches!(exception.error(), FetchError::InvalidUrl { url, .. } if url == bad),
-            "{bad:?}: {}",
-            exception.error()
-        );
+        assert_error!(exception, FetchError::InvalidUrl { url, .. } if url == bad);
         assert!(exception.to_string().contains(&format!("{bad:?}")));
     }
 }
@@ -236,11 +204,7 @@ fn schemes_other_than_http_are_rejected() {
         ("mailto:a@b.c", "mailto"),
     ] {
         let exception = fetch_among_good(&fetcher, Request::get(bad));
-        assert!(
-            matches!(exception.error(), FetchError::UnsupportedScheme { scheme: found, .. } if found == scheme),
-            "{bad}: {}",
-            exception.error()
-        );
+        assert_error!(exception, FetchError::UnsupportedScheme { scheme: found, .. } if found == scheme);
     }
 }
 
@@ -250,16 +214,10 @@ fn header_with_a_line_break_is_rejected_for_that_item() {
     let fetcher = fetcher_with_timeout(Duration::from_secs(5));
     let bad = Request::get(server.url("/echo")).header("x-injected", "a\r\nevil: 1");
     let exception = fetch_among_good(&fetcher, bad);
-    assert!(
-        matches!(exception.error(), FetchError::InvalidHeader { name, .. } if name == "x-injected"),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::InvalidHeader { name, .. } if name == "x-injected");
     let bad_name = Request::get(server.url("/echo")).header("bad name", "v");
     let exception = fetch_among_good(&fetcher, bad_name);
-    assert!(
-        matches!(exception.error(), FetchError::InvalidHeader { name, .. } if name == "bad name")
-    );
+    assert_error!(exception, FetchError::InvalidHeader { name, .. } if name == "bad name");
     assert_eq!(server.stats().requests(), 0, "nothing was sent");
 }
 
@@ -271,11 +229,7 @@ fn json_body_that_cannot_be_encoded_is_rejected_for_that_item() {
     let unencodable: HashMap<Vec<u8>, u8> = HashMap::from([(vec![1], 1)]);
     let bad = Request::post("http://127.0.0.1:9/").json(&unencodable);
     let exception = fetch_among_good(&fetcher, bad);
-    assert!(
-        matches!(exception.error(), FetchError::InvalidBody { .. }),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::InvalidBody { .. });
 }
 
 #[test]
@@ -293,11 +247,7 @@ fn redirect_loop_is_a_redirect_error() {
     });
     let fetcher = fetcher_with_timeout(Duration::from_secs(5));
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
-    assert!(
-        matches!(exception.error(), FetchError::Redirect { .. }),
-        "{}",
-        exception.error()
-    );
+    assert_error!(exception, FetchError::Redirect { .. });
 }
 
 #[test]
