@@ -182,6 +182,25 @@ impl FetchError {
         )
     }
 
+    /// `true` if sending the same request again may succeed: the connection failed, timed out
+    /// or broke. Invalid requests, oversized bodies, redirect loops and sessions that cannot be
+    /// built fail the same way every time.
+    ///
+    /// ```
+    /// # use parfetch::Fetcher;
+    /// let exception = Fetcher::new().execute("ftp://127.0.0.1/file").unwrap_err();
+    /// assert!(!exception.error().is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Timeout { .. }
+                | Self::Transport { .. }
+                | Self::Body { .. }
+        )
+    }
+
     /// Sorts a client error into the variant a user would match on.
     pub(crate) fn from_client(url: &str, error: reqwest::Error) -> Self {
         let url = url.to_owned();
@@ -231,6 +250,13 @@ pub enum BuildError {
     /// `num_processes(0)`: a pool needs at least one thread.
     #[error("num_processes must be at least 1")]
     ZeroProcesses,
+
+    /// A [`Pool`](crate::Pool) could not start the thread that feeds its workers.
+    #[error("could not start the pool's feeding thread: {source}")]
+    Thread {
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 
     /// The dedicated rayon pool could not start its threads.
     #[error("could not start a pool of {num_processes} threads: {source}")]

@@ -52,6 +52,13 @@
 //! - The outcome is a [`ThreadResponse`] for any HTTP status, 4xx and 5xx included, or a
 //!   [`ThreadException`] holding the [`FetchError`]. Both carry the request they came from.
 //!
+//! # The Python API
+//!
+//! [`Pool`] (with [`Pool::from_urls`], [`Pool::from_exceptions`], `join_all`, `responses`,
+//! `exceptions`, `get_response`, `get_exception`) and [`map`] keep the original's names and
+//! behaviour, without its lost jobs, as thin layers over the same [`Fetcher`]. The differences
+//! are listed under [`Pool`].
+//!
 //! # Threads
 //!
 //! Each worker has one request in flight at a time, so concurrency is the number of threads.
@@ -80,6 +87,7 @@ mod error;
 mod fetcher;
 mod outcome;
 mod par;
+mod pool;
 mod request;
 mod session;
 
@@ -87,6 +95,7 @@ pub use error::{BuildError, FetchError};
 pub use fetcher::{Fetcher, FetcherBuilder};
 pub use outcome::{ThreadException, ThreadResponse};
 pub use par::{Fetch, FetchAll, FetchResult};
+pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
 pub use request::Request;
 pub use reqwest::{ClientBuilder, Method, StatusCode, header};
 pub use url::Url;

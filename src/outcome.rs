@@ -139,3 +139,18 @@ impl std::error::Error for ThreadException {
         self.error.source()
     }
 }
+
+/// The failed request, to send again: `Pool::from_exceptions` and
+/// `exceptions.into_par_iter().fetch_all()` retry with it.
+impl From<ThreadException> for Request {
+    fn from(exception: ThreadException) -> Self {
+        exception.request
+    }
+}
+
+/// The failed request, to send again.
+impl From<&ThreadException> for Request {
+    fn from(exception: &ThreadException) -> Self {
+        exception.request.clone()
+    }
+}

@@ -1,0 +1,626 @@
+//! [`Pool`] and [`map`]: the API of `requests_toolbelt.threaded`, layered on [`Fetcher`] and
+//! [`FetchAll`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rayon::iter::{IntoParallelIterator, ParallelBridge, ParallelIterator};
+use reqwest::ClientBuilder;
+
+use crate::{
+    BuildError, FetchAll, FetchResult, Fetcher, FetcherBuilder, Request, ThreadException,
+    ThreadResponse,
+};
+
+/// Fetches every request with the [global fetcher](Fetcher::global) and returns the responses
+/// and the exceptions: `requests_toolbelt.threaded.map`.
+///
+/// Unlike the original it takes any collection rayon can iterate in parallel (a `Vec`, a slice,
+/// a range mapped to URLs...), never silently does nothing on a generator, accepts an empty
+/// input, and returns the outcomes in input order.
+///
+/// ```
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// # let base = format!("http://{}", listener.local_addr().unwrap());
+/// # std::thread::spawn(move || for mut stream in listener.incoming().take(2).flatten() {
+/// #     use std::io::{Read, Write};
+/// #     let mut head = [0u8; 4096];
+/// #     let _ = stream.read(&mut head);
+/// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+/// # });
+/// use parfetch::Request;
+///
+/// let requests = vec![
+///     Request::get(format!("{base}/users/1")),
+///     Request::post(format!("{base}/events")).json(&serde_json::json!({"kind": "signup"})),
+///     Request::get("https://"), // invalid: an exception, not a lost job
+/// ];
+/// let (responses, exceptions) = parfetch::map(requests);
+/// assert_eq!((responses.len(), exceptions.len()), (2, 1));
+/// ```
+pub fn map<I>(requests: I) -> (Vec<ThreadResponse>, Vec<ThreadException>)
+where
+    I: IntoParallelIterator<Item: Into<Request>>,
+{
+    map_with(requests, Fetcher::global())
+}
+
+/// [`map`] with a configured [`Fetcher`]: the original's `map(requests, **kwargs)`.
+///
+/// ```no_run
+/// let fetcher = parfetch::Fetcher::builder().num_processes(10).build()?;
+/// let urls = vec!["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"];
+/// let (responses, exceptions) = parfetch::map_with(urls, &fetcher);
+/// # Ok::<(), parfetch::BuildError>(())
+/// ```
+pub fn map_with<I>(requests: I, fetcher: &Fetcher) -> (Vec<ThreadResponse>, Vec<ThreadException>)
+where
+    I: IntoParallelIterator<Item: Into<Request>>,
+{
+    requests.into_par_iter().fetch_all_with(fetcher)
+}
+
+/// A pool of threads working through a queue of requests: `requests_toolbelt.threaded.Pool`.
+///
+/// Work starts as soon as the pool is built, on its own threads; take results while it runs
+/// with [`get_response`](Self::get_response) and [`get_exception`](Self::get_exception) (which
+/// never block), [`responses`](Self::responses) and [`exceptions`](Self::exceptions) (which
+/// drain what is there), or [`results`](Self::results) (which blocks and ends when every job is
+/// done); wait for the end with [`join_all`](Self::join_all).
+///
+/// ```
+/// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// # let base = format!("http://{}", listener.local_addr().unwrap());
+/// # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
+/// #     use std::io::{Read, Write};
+/// #     let mut head = [0u8; 4096];
+/// #     let _ = stream.read(&mut head);
+/// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+/// # });
+/// use parfetch::Pool;
+///
+/// let urls = [format!("{base}/a"), format!("{base}/b"), format!("{base}/c"), "nope".into()];
+/// let mut pool = Pool::from_urls(&urls)?;
+/// pool.join_all();
+///
+/// for response in pool.responses() {
+///     println!("GET {}. Returned {}.", response.request().url(), response.status());
+/// }
+/// let failed: Vec<_> = pool.exceptions().collect();
+/// assert_eq!(failed.len(), 1);
+/// println!("GET {}. Raised {}.", failed[0].request().url(), failed[0].error());
+///
+/// // Retry what is worth retrying, with the same settings or new ones.
+/// let retryable = failed.into_iter().filter(|e| e.error().is_retryable());
+/// let mut retry = Pool::builder().num_processes(2).from_exceptions(retryable)?;
+/// retry.join_all();
+/// # Ok::<(), parfetch::BuildError>(())
+/// ```
+///
+/// # Differences from the original
+///
+/// - No job is lost: the original loses jobs to a start-up race and to any error that is not a
+///   `RequestException`; here every job submitted ends as exactly one response or exception.
+/// - Workers wait for jobs until the queue is [closed](Self::close): a queue can be fed while
+///   the pool runs (the original's workers quit on the first empty queue).
+/// - [`join_all`](Self::join_all) closes the queue, then waits;
+///   [`join_all_timeout`](Self::join_all_timeout) gives up after a while.
+/// - Sessions are built lazily, one per thread that takes a job, not `num_processes` up front.
+/// - The default is [`Pool::DEFAULT_NUM_PROCESSES`] threads, not the number of CPUs.
+/// - Dropping a running pool returns at once: jobs not started are dropped, the threads end by
+///   themselves when their current request does.
+pub struct Pool {
+    queue: JobQueue,
+    outcomes: Arc<Outcomes>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// The number of threads of a pool built without
+    /// [`num_processes`](PoolBuilder::num_processes). The original uses the number of CPUs,
+    /// far too few for I/O-bound work.
+    pub const DEFAULT_NUM_PROCESSES: usize = 16;
+
+    /// Starts configuring a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// A pool with default settings working through `requests`: the original's
+    /// `Pool(job_queue)`.
+    ///
+    /// # Errors
+    /// When the pool's threads cannot be started.
+    pub fn from_requests<R>(requests: impl IntoIterator<Item = R>) -> Result<Self, BuildError>
+    where
+        R: Into<Request>,
+    {
+        Self::builder().from_requests(requests)
+    }
+
+    /// A pool with default settings that `GET`s every URL: the original's `Pool.from_urls`.
+    ///
+    /// # Errors
+    /// When the pool's threads cannot be started.
+    pub fn from_urls<U>(urls: impl IntoIterator<Item = U>) -> Result<Self, BuildError>
+    where
+        U: AsRef<str>,
+    {
+        Self::builder().from_urls(urls)
+    }
+
+    /// A pool with default settings that runs the requests of these exceptions again, in order:
+    /// the original's `Pool.from_exceptions`. Filter first to retry only what is worth it
+    /// ([`FetchError::is_retryable`](crate::FetchError::is_retryable)).
+    ///
+    /// # Errors
+    /// When the pool's threads cannot be started.
+    pub fn from_exceptions<E>(exceptions: impl IntoIterator<Item = E>) -> Result<Self, BuildError>
+    where
+        E: Into<Request>,
+    {
+        Self::builder().from_exceptions(exceptions)
+    }
+
+    /// Adds a job. See [`JobQueue::submit`].
+    ///
+    /// # Errors
+    /// [`QueueClosed`], with the request, once the queue is closed.
+    pub fn submit(&self, request: impl Into<Request>) -> Result<(), QueueClosed> {
+        self.queue.submit(request)
+    }
+
+    /// Closes the queue: no more jobs. See [`JobQueue::close`].
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    /// A handle to the job queue, for threads that feed the pool.
+    pub fn job_queue(&self) -> JobQueue {
+        self.queue.clone()
+    }
+
+    /// The next response, if one is ready; `None` otherwise. Never blocks.
+    pub fn get_response(&self) -> Option<ThreadResponse> {
+        self.outcomes.lock().responses.pop_front().map(|(_, r)| r)
+    }
+
+    /// The next exception, if one is ready; `None` otherwise. Never blocks.
+    pub fn get_exception(&self) -> Option<ThreadException> {
+        self.outcomes.lock().exceptions.pop_front().map(|(_, e)| e)
+    }
+
+    /// Takes the responses that are ready now, in completion order. Never blocks: while the pool
+    /// runs, call it again (or [`join_all`](Self::join_all) first) for later ones.
+    pub fn responses(&self) -> impl Iterator<Item = ThreadResponse> + '_ {
+        std::iter::from_fn(|| self.get_response())
+    }
+
+    /// Takes the exceptions that are ready now, in completion order. Never blocks.
+    pub fn exceptions(&self) -> impl Iterator<Item = ThreadException> + '_ {
+        std::iter::from_fn(|| self.get_exception())
+    }
+
+    /// Takes every outcome, responses and exceptions together, in completion order, waiting
+    /// for each; ends when the queue is closed and every job is done.
+    ///
+    /// On a pool whose queue is still open this waits for more jobs: [`close`](Self::close) it.
+    pub fn results(&self) -> Results<'_> {
+        Results { pool: self }
+    }
+
+    /// The number of jobs submitted and not finished yet.
+    pub fn pending(&self) -> usize {
+        self.outcomes.lock().pending()
+    }
+
+    /// Closes the queue and waits until every job is done. Results stay in the pool until taken.
+    pub fn join_all(&mut self) {
+        self.close();
+        let mut state = self.outcomes.lock();
+        while !state.is_finished() {
+            state = self.outcomes.wait(state);
+        }
+        drop(state);
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+
+    /// Closes the queue and waits until every job is done, or until `timeout` has passed.
+    ///
+    /// # Errors
+    /// [`JoinTimeout`], with the number of jobs still pending, when time ran out first. The
+    /// pool goes on; join it again later.
+    pub fn join_all_timeout(&mut self, timeout: Duration) -> Result<(), JoinTimeout> {
+        self.close();
+        let deadline = Instant::now() + timeout;
+        let mut state = self.outcomes.lock();
+        while !state.is_finished() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(JoinTimeout {
+                    pending: state.pending(),
+                });
+            }
+            state = self.outcomes.wait_timeout(state, left);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Nobody can take the results any more: skip the jobs not started, and do not wait for
+        // the ones in flight. The driver thread and the pool's threads end on their own.
+        self.outcomes.cancelled.store(true, Ordering::SeqCst);
+        self.close();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.outcomes.lock();
+        f.debug_struct("Pool")
+            .field("submitted", &state.submitted)
+            .field("completed", &state.completed)
+            .field("closed", &state.closed)
+            .field("responses_ready", &state.responses.len())
+            .field("exceptions_ready", &state.exceptions.len())
+            .finish()
+    }
+}
+
+/// The blocking iterator of [`Pool::results`].
+#[derive(Debug)]
+#[must_use = "iterators are lazy and do nothing unless consumed"]
+pub struct Results<'pool> {
+    pool: &'pool Pool,
+}
+
+impl Iterator for Results<'_> {
+    type Item = FetchResult;
+
+    fn next(&mut self) -> Option<FetchResult> {
+        let outcomes = &self.pool.outcomes;
+        let mut state = outcomes.lock();
+        loop {
+            if let Some(outcome) = state.pop_earliest() {
+                return Some(outcome);
+            }
+            if state.is_finished() {
+                return None;
+            }
+            state = outcomes.wait(state);
+        }
+    }
+}
+
+/// A handle to a [`Pool`]'s job queue. Clone it to feed the pool from several threads.
+#[derive(Clone)]
+pub struct JobQueue {
+    sender: Arc<Mutex<Option<Sender<Request>>>>,
+    outcomes: Arc<Outcomes>,
+}
+
+impl JobQueue {
+    /// Adds a job; a worker takes it as soon as one is free.
+    ///
+    /// # Errors
+    /// [`QueueClosed`], holding the request, once the queue is closed.
+    pub fn submit(&self, request: impl Into<Request>) -> Result<(), QueueClosed> {
+        let request = request.into();
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(sender) = sender.as_ref() else {
+            return Err(QueueClosed { request });
+        };
+        // Counted before it is sent, so that `pending` never misses a job in flight.
+        self.outcomes.lock().submitted += 1;
+        sender.send(request).map_err(|unsent| {
+            self.outcomes.lock().submitted -= 1;
+            QueueClosed { request: unsent.0 }
+        })
+    }
+
+    /// Closes the queue: the workers finish the jobs in it, then stop. Closing twice is fine.
+    pub fn close(&self) {
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(sender);
+        self.outcomes.lock().closed = true;
+        self.outcomes.changed.notify_all();
+    }
+
+    /// `true` once the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.outcomes.lock().closed
+    }
+}
+
+impl fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobQueue")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// A job was submitted to a closed queue; the request is given back.
+#[derive(Debug, thiserror::Error)]
+#[error("the pool's job queue is closed; {} {} was not submitted", request.method(), request.url())]
+pub struct QueueClosed {
+    /// The request that was not submitted.
+    pub request: Request,
+}
+
+/// [`Pool::join_all_timeout`] ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for the pool; {pending} jobs still pending")]
+pub struct JoinTimeout {
+    /// Jobs submitted and not finished yet.
+    pub pending: usize,
+}
+
+/// What the workers have produced and how far they are, shared by the pool, its queue handles
+/// and the driver thread.
+struct Outcomes {
+    state: Mutex<PoolState>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Both queues hold each outcome with its completion number, so that `results` can merge
+    /// them back into completion order.
+    responses: VecDeque<(u64, ThreadResponse)>,
+    exceptions: VecDeque<(u64, ThreadException)>,
+    submitted: u64,
+    completed: u64,
+    closed: bool,
+    driver_stopped: bool,
+}
+
+impl PoolState {
+    fn pending(&self) -> usize {
+        usize::try_from(self.submitted - self.completed).unwrap_or(usize::MAX)
+    }
+
+    fn is_finished(&self) -> bool {
+        (self.closed && self.completed == self.submitted) || self.driver_stopped
+    }
+
+    fn pop_earliest(&mut self) -> Option<FetchResult> {
+        let response_first = match (self.responses.front(), self.exceptions.front()) {
+            (Some((r, _)), Some((e, _))) => r < e,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        if response_first {
+            self.responses.pop_front().map(|(_, r)| Ok(r))
+        } else {
+            self.exceptions.pop_front().map(|(_, e)| Err(e))
+        }
+    }
+}
+
+impl Outcomes {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The state stays consistent under every lock (plain counters and queues), so a panic
+        // elsewhere while it was held does not make it unusable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, PoolState>) -> MutexGuard<'a, PoolState> {
+        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait_timeout<'a>(
+        &self,
+        guard: MutexGuard<'a, PoolState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, PoolState> {
+        match self.changed.wait_timeout(guard, timeout) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+
+    fn record(&self, outcome: FetchResult) {
+        let mut state = self.lock();
+        let number = state.completed;
+        state.completed += 1;
+        match outcome {
+            Ok(response) => state.responses.push_back((number, response)),
+            Err(exception) => state.exceptions.push_back((number, exception)),
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn driver_stopped(&self) {
+        self.lock().driver_stopped = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Runs the queue through [`FetchAll`] on the fetcher's pool until the queue is closed and
+/// drained, or the pool is dropped.
+fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
+    let recorder = Arc::clone(&outcomes);
+    let cancelled = Arc::clone(&outcomes);
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        jobs.into_iter()
+            .take_while(|_| !cancelled.cancelled.load(Ordering::SeqCst))
+            .par_bridge()
+            .fetch_with(&fetcher)
+            .for_each(|outcome| recorder.record(outcome));
+    }));
+    // Never reached in normal operation (`execute` does not panic); if it is, waiters must not
+    // hang.
+    let _ = run;
+    outcomes.driver_stopped();
+}
+
+/// Configures a [`Pool`]; made by [`Pool::builder`]. It takes the [`Fetcher`]'s settings and
+/// ends with the jobs to run.
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until it is given its jobs"]
+pub struct PoolBuilder {
+    fetcher: FetcherBuilder,
+    num_processes: Option<usize>,
+}
+
+impl PoolBuilder {
+    /// The number of threads, each with its own session; [`Pool::DEFAULT_NUM_PROCESSES`]
+    /// unless set. See [`FetcherBuilder::num_processes`].
+    pub fn num_processes(mut self, n: usize) -> Self {
+        self.num_processes = Some(n);
+        self
+    }
+
+    /// See [`FetcherBuilder::timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.fetcher = self.fetcher.timeout(timeout);
+        self
+    }
+
+    /// See [`FetcherBuilder::max_body_bytes`].
+    pub fn max_body_bytes(mut self, limit: u64) -> Self {
+        self.fetcher = self.fetcher.max_body_bytes(limit);
+        self
+    }
+
+    /// The original's `session`. See [`FetcherBuilder::session`].
+    pub fn session<F>(mut self, constructor: F) -> Self
+    where
+        F: Fn() -> ClientBuilder + Send + Sync + 'static,
+    {
+        self.fetcher = self.fetcher.session(constructor);
+        self
+    }
+
+    /// The original's `initializer`. See [`FetcherBuilder::initializer`].
+    pub fn initializer<F>(mut self, initializer: F) -> Self
+    where
+        F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
+    {
+        self.fetcher = self.fetcher.initializer(initializer);
+        self
+    }
+
+    /// The original's `auth_generator`. See [`FetcherBuilder::auth_generator`].
+    pub fn auth_generator<F>(mut self, auth_generator: F) -> Self
+    where
+        F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
+    {
+        self.fetcher = self.fetcher.auth_generator(auth_generator);
+        self
+    }
+
+    /// Starts a pool with an open queue: feed it with [`Pool::submit`] or a [`JobQueue`], then
+    /// [`close`](Pool::close) it.
+    ///
+    /// # Errors
+    /// [`BuildError`] for `num_processes(0)` or when the threads cannot be started.
+    pub fn build(self) -> Result<Pool, BuildError> {
+        let num_processes = self.num_processes.unwrap_or(Pool::DEFAULT_NUM_PROCESSES);
+        let fetcher = self.fetcher.num_processes(num_processes).build()?;
+        let outcomes = Arc::new(Outcomes {
+            state: Mutex::new(PoolState::default()),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+        });
+        let (sender, jobs) = mpsc::channel();
+        let driver = {
+            let outcomes = Arc::clone(&outcomes);
+            std::thread::Builder::new()
+                .name("parfetch-pool".into())
+                .spawn(move || drive(jobs, fetcher, outcomes))
+                .map_err(|source| BuildError::Thread { source })?
+        };
+        Ok(Pool {
+            queue: JobQueue {
+                sender: Arc::new(Mutex::new(Some(sender))),
+                outcomes: Arc::clone(&outcomes),
+            },
+            outcomes,
+            driver: Some(driver),
+        })
+    }
+
+    /// Starts a pool working through `requests`, with its queue closed after them.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn from_requests<R>(self, requests: impl IntoIterator<Item = R>) -> Result<Pool, BuildError>
+    where
+        R: Into<Request>,
+    {
+        let pool = self.build()?;
+        for request in requests {
+            pool.submit(request)
+                .expect("the queue of a new pool is open until closed below");
+        }
+        pool.close();
+        Ok(pool)
+    }
+
+    /// Starts a pool that `GET`s every URL.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn from_urls<U>(self, urls: impl IntoIterator<Item = U>) -> Result<Pool, BuildError>
+    where
+        U: AsRef<str>,
+    {
+        self.from_requests(urls.into_iter().map(|url| Request::get(url)))
+    }
+
+    /// Starts a pool that sends `template` (its method, headers, query, body, timeout and
+    /// credentials) to every URL: the original's `from_urls(urls, request_kwargs)`. The URL
+    /// always comes from the list.
+    ///
+    /// ```no_run
+    /// use parfetch::{Pool, Request};
+    ///
+    /// let template = Request::post("http://unused.invalid/").header("x-batch", "7").text("ping");
+    /// let mut pool = Pool::builder()
+    ///     .num_processes(8)
+    ///     .from_urls_with(&template, ["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"])?;
+    /// pool.join_all();
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn from_urls_with<U>(
+        self,
+        template: &Request,
+        urls: impl IntoIterator<Item = U>,
+    ) -> Result<Pool, BuildError>
+    where
+        U: AsRef<str>,
+    {
+        self.from_requests(urls.into_iter().map(|url| template.with_url(url)))
+    }
+
+    /// Starts a pool that runs the requests of these exceptions again, in order.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn from_exceptions<E>(
+        self,
+        exceptions: impl IntoIterator<Item = E>,
+    ) -> Result<Pool, BuildError>
+    where
+        E: Into<Request>,
+    {
+        self.from_requests(exceptions)
+    }
+}
