@@ -82,6 +82,8 @@
 //! # Features
 //!
 //! - `json` (default): [`Request::json`] bodies and [`ThreadResponse::json`] decoding, with serde.
+//! - `cookies`: reqwest's cookie store, switched on per session by a hook:
+//!   `.initializer(|session| session.cookie_store(true))`.
 
 mod error;
 mod fetcher;

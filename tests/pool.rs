@@ -405,3 +405,99 @@ fn map_and_map_with_return_responses_and_exceptions_in_input_order() {
     assert_eq!((responses.len(), exceptions.len()), (27, 3));
     assert!(fetcher.session_count() <= 10);
 }
+
+#[test]
+fn bad_jobs_fail_alone_and_the_good_ones_finish() {
+    // In the original, a job with a missing or unknown key raises TypeError, kills its worker
+    // and strands the rest of the queue.
+    let server = TestServer::start();
+    let mut jobs: Vec<Request> = urls(&server, 8).iter().map(Request::get).collect();
+    jobs.insert(2, Request::get(""));
+    jobs.insert(5, Request::get(server.url("/h")).header("bad\nname", "v"));
+    let unencodable = std::collections::HashMap::from([(vec![0u8], 1)]);
+    jobs.insert(7, Request::post(server.url("/j")).json(&unencodable));
+    let mut pool = Pool::builder()
+        .num_processes(2)
+        .from_requests(&jobs)
+        .unwrap();
+    pool.join_all();
+    assert_eq!(pool.responses().count(), 8);
+    let errors: Vec<_> = pool.exceptions().map(|e| e.into_parts().1).collect();
+    assert_eq!(errors.len(), 3);
+    assert!(
+        errors.iter().all(FetchError::is_invalid_request),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn sessions_are_built_only_for_threads_that_take_work() {
+    // The original builds num_processes sessions up front: 50 for one job.
+    let server = TestServer::start();
+    let built = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&built);
+    let mut pool = Pool::builder()
+        .num_processes(50)
+        .initializer(move |session| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            session
+        })
+        .from_urls([server.url("/only")])
+        .unwrap();
+    pool.join_all();
+    assert_eq!(pool.responses().count(), 1);
+    assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn each_pool_thread_reuses_its_connection() {
+    let server = TestServer::start();
+    let mut pool = Pool::builder()
+        .num_processes(3)
+        .from_urls(urls(&server, 60))
+        .unwrap();
+    pool.join_all();
+    assert_eq!(pool.responses().count(), 60);
+    assert!(
+        server.stats().connections() <= 3,
+        "{} connections",
+        server.stats().connections()
+    );
+}
+
+#[test]
+fn one_thread_returns_results_in_input_order() {
+    let server = TestServer::start();
+    let urls = urls(&server, 30);
+    let pool = Pool::builder().num_processes(1).from_urls(&urls).unwrap();
+    let order: Vec<String> = pool
+        .results()
+        .map(|outcome| outcome.unwrap().request().url().to_owned())
+        .collect();
+    assert_eq!(order, urls);
+}
+
+#[test]
+fn map_takes_a_plain_iterator_through_par_bridge() {
+    // The original's map silently does nothing with a generator.
+    use rayon::iter::ParallelBridge;
+    let server = TestServer::start();
+    let generated = (0..25).map(|i| server.url(&format!("/gen/{i}")));
+    let (responses, exceptions) = parfetch::map(generated.par_bridge());
+    assert_eq!((responses.len(), exceptions.len()), (25, 0));
+}
+
+#[cfg(feature = "cookies")]
+#[test]
+fn a_session_with_a_cookie_store_sends_cookies_to_later_jobs_of_its_thread() {
+    let server = TestServer::start();
+    let pool = Pool::builder()
+        .num_processes(1)
+        .initializer(|session| session.cookie_store(true))
+        .from_urls([server.url("/set-cookie/abc"), server.url("/echo")])
+        .unwrap();
+    let outcomes: Vec<_> = pool.results().map(Result::unwrap).collect();
+    assert_eq!(outcomes[0].text(), "cookie set");
+    let echo: Value = outcomes[1].json().unwrap();
+    assert_eq!(echo["headers"]["cookie"], "session=abc");
+}

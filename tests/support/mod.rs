@@ -59,6 +59,7 @@ impl Stats {
 /// - `/delay/{ms}`: waits, then answers `delayed`;
 /// - `/echo`: the request as JSON (`method`, `path`, `query`, `headers`, `body`);
 /// - `/redirect`: `302` to `/echo`;
+/// - `/set-cookie/{value}`: sets the cookie `session={value}`;
 /// - anything else: `200` with body `ok {path}`.
 pub struct TestServer {
     addr: SocketAddr,
@@ -187,6 +188,10 @@ async fn route(request: Request<Incoming>) -> Response<Full<Bytes>> {
             reply(StatusCode::OK, "delayed")
         }
         "echo" => echo(request).await,
+        "set-cookie" => Response::builder()
+            .header("set-cookie", format!("session={tail}; Path=/"))
+            .body(Full::new(Bytes::from("cookie set")))
+            .expect("response"),
         "redirect" => Response::builder()
             .status(StatusCode::FOUND)
             .header("location", "/echo")
