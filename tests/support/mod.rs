@@ -56,6 +56,7 @@ impl Stats {
 /// A loopback HTTP/1.1 server. Routes:
 /// - `/status/{code}`: that status;
 /// - `/bytes/{n}`: `n` bytes of `x`;
+/// - `/__stats`: the number of requests counted so far (itself not counted);
 /// - `/delay/{ms}`: waits, then answers `delayed`;
 /// - `/echo`: the request as JSON (`method`, `path`, `query`, `headers`, `body`);
 /// - `/redirect`: `302` to `/echo`;
@@ -161,6 +162,10 @@ async fn handle(
     request: Request<Incoming>,
     stats: Arc<Stats>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request.uri().path() == "/__stats" {
+        // Not counted: lets another process read the counters between runs.
+        return Ok(reply(StatusCode::OK, stats.requests().to_string()));
+    }
     stats.requests.fetch_add(1, Ordering::SeqCst);
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -182,7 +187,7 @@ async fn route(request: Request<Incoming>) -> Response<Full<Bytes>> {
                 .unwrap_or(StatusCode::BAD_REQUEST);
             reply(status, format!("status {}", status.as_u16()))
         }
-        "bytes" => reply(StatusCode::OK, vec![b'x'; tail.parse().unwrap_or(0)]),
+        "bytes" => reply(StatusCode::OK, filler(tail.parse().unwrap_or(0))),
         "delay" => {
             tokio::time::sleep(Duration::from_millis(tail.parse().unwrap_or(0))).await;
             reply(StatusCode::OK, "delayed")
@@ -228,6 +233,19 @@ async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
         "body": String::from_utf8_lossy(&body),
     });
     reply(StatusCode::OK, record.to_string())
+}
+
+/// `len` bytes of `x`, sliced from one shared buffer so that large bodies cost the server no
+/// allocation.
+fn filler(len: usize) -> Bytes {
+    static FILLER: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    const SHARED: usize = 4 << 20;
+    if len > SHARED {
+        return Bytes::from(vec![b'x'; len]);
+    }
+    FILLER
+        .get_or_init(|| Bytes::from(vec![b'x'; SHARED]))
+        .slice(..len)
 }
 
 fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

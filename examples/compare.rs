@@ -1,0 +1,444 @@
+//! Side-by-side comparison of parfetch with the other ways to fetch many URLs in parallel, on
+//! one loopback server, interleaved, several repetitions, medians.
+//!
+//! ```sh
+//! cargo run --release --example compare                 # every workload, 3 repetitions
+//! cargo run --release --example compare -- --reps 5 S1  # only S1, 5 repetitions
+//! ```
+//!
+//! Contenders:
+//! - `parfetch`: `urls.par_iter().fetch_all_with(&fetcher)` on `Fetcher::builder().num_processes(C)`;
+//! - `async-reqwest`: `futures::stream::iter(..).buffer_unordered(C)` on a multi-thread tokio
+//!   runtime, bodies read fully;
+//! - `rayon-reqwest`: the best hand-written loop: a rayon pool of C threads, a `ThreadLocal`
+//!   current-thread runtime and async reqwest client per thread, `block_on` in the worker;
+//! - `python-toolbelt`: `requests_toolbelt.threaded.map(num_processes=C)`, through
+//!   `benches/toolbelt_map.py`, when `python3 -c 'import requests_toolbelt'` works
+//!   (`pip install requests-toolbelt`); skipped with a message otherwise.
+//!
+//! The server and every run are separate processes, so each run's CPU time and peak RSS are its
+//! own. The server counts the requests it answered; a run that returns fewer items than it sent
+//! has lost jobs.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use parfetch::prelude::*;
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+struct Workload {
+    name: &'static str,
+    what: &'static str,
+    path: &'static str,
+    requests: usize,
+    concurrency: usize,
+    body_bytes: usize,
+    server_delay: Option<Duration>,
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: "S1",
+        what: "10,000 GETs of 100-byte bodies, C=64",
+        path: "/bytes/100",
+        requests: 10_000,
+        concurrency: 64,
+        body_bytes: 100,
+        server_delay: None,
+    },
+    Workload {
+        name: "S2-64",
+        what: "2,000 GETs, 20 ms server delay, C=64",
+        path: "/delay/20",
+        requests: 2_000,
+        concurrency: 64,
+        body_bytes: 7,
+        server_delay: Some(Duration::from_millis(20)),
+    },
+    Workload {
+        name: "S2-256",
+        what: "2,000 GETs, 20 ms server delay, C=256",
+        path: "/delay/20",
+        requests: 2_000,
+        concurrency: 256,
+        body_bytes: 7,
+        server_delay: Some(Duration::from_millis(20)),
+    },
+    Workload {
+        name: "S3",
+        what: "200 GETs of 1 MiB bodies, C=16",
+        path: "/bytes/1048576",
+        requests: 200,
+        concurrency: 16,
+        body_bytes: 1 << 20,
+        server_delay: None,
+    },
+];
+
+const CONTENDERS: [&str; 4] = ["parfetch", "async-reqwest", "rayon-reqwest", "python-toolbelt"];
+
+impl Workload {
+    fn urls(&self, base: &str) -> Vec<String> {
+        (0..self.requests)
+            .map(|i| format!("{base}{}?i={i}", self.path))
+            .collect()
+    }
+
+    /// The time the workload takes with `concurrency` requests always in flight and nothing
+    /// else costing time.
+    fn ideal(&self) -> Option<Duration> {
+        let delay = self.server_delay?;
+        Some(delay * self.requests.div_ceil(self.concurrency) as u32)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(),
+        Some("client") => client(&args[1], &args[2], &args[3]),
+        _ => compare(&args),
+    }
+}
+
+/// Runs the server until standard input closes (the parent ends), at most an hour.
+fn serve() {
+    let server = support::TestServer::start();
+    println!("{}", server.base());
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        let _ = done_tx.send(());
+    });
+    let _ = done_rx.recv_timeout(Duration::from_secs(3600));
+    drop(server);
+}
+
+/// One contender on one workload; prints one JSON line with what it measured.
+fn client(contender: &str, workload: &str, base: &str) {
+    let workload = WORKLOADS
+        .iter()
+        .find(|w| w.name == workload)
+        .expect("known workload");
+    let urls = workload.urls(base);
+    let c = workload.concurrency;
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let body_lengths: Vec<Option<usize>> = match contender {
+        "parfetch" => run_parfetch(&urls, c),
+        "async-reqwest" => run_async_reqwest(&urls, c),
+        "rayon-reqwest" => run_rayon_reqwest(&urls, c),
+        other => panic!("unknown contender {other}"),
+    };
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let ok = body_lengths
+        .iter()
+        .filter(|len| **len == Some(workload.body_bytes))
+        .count();
+    let record = json!({
+        "returned": body_lengths.len(),
+        "ok": ok,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_kib": peak_rss_kib(),
+    });
+    println!("{record}");
+}
+
+fn run_parfetch(urls: &[String], c: usize) -> Vec<Option<usize>> {
+    let fetcher = parfetch::Fetcher::builder()
+        .num_processes(c)
+        .timeout(Duration::from_secs(60))
+        .max_body_bytes(4 << 20)
+        .build()
+        .expect("fetcher");
+    urls.par_iter()
+        .fetch_with(&fetcher)
+        .map(|outcome| outcome.ok().map(|response| response.bytes().len()))
+        .collect()
+}
+
+fn run_async_reqwest(urls: &[String], c: usize) -> Vec<Option<usize>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        futures::stream::iter(urls)
+            .map(|url| {
+                let client = &client;
+                async move {
+                    let response = client.get(url).send().await.ok()?;
+                    response.bytes().await.ok().map(|body| body.len())
+                }
+            })
+            .buffer_unordered(c)
+            .collect()
+            .await
+    })
+}
+
+fn run_rayon_reqwest(urls: &[String], c: usize) -> Vec<Option<usize>> {
+    type Session = (tokio::runtime::Runtime, reqwest::Client);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(c)
+        .build()
+        .expect("pool");
+    let sessions: thread_local::ThreadLocal<Session> = thread_local::ThreadLocal::new();
+    let session = || -> Session {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _entered = runtime.enter();
+        // Plain http only: an empty root store skips loading the system's roots per client.
+        let client = reqwest::Client::builder()
+            .tls_certs_only(std::iter::empty())
+            .build()
+            .expect("client");
+        drop(_entered);
+        (runtime, client)
+    };
+    pool.install(|| {
+        urls.par_iter()
+            .map(|url| {
+                let (runtime, client) = sessions.get_or(session);
+                runtime.block_on(async {
+                    let response = client.get(url).send().await.ok()?;
+                    response.bytes().await.ok().map(|body| body.len())
+                })
+            })
+            .collect()
+    })
+}
+
+/// User and system CPU time of this process, all threads, exited ones included (10 ms ticks).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// One run's figures, as printed by a client process.
+#[derive(Clone, Debug)]
+struct Run {
+    returned: usize,
+    ok: usize,
+    wall: f64,
+    cpu: f64,
+    peak_rss_kib: u64,
+    server_counted: usize,
+}
+
+fn compare(args: &[String]) {
+    let mut reps = 3;
+    let mut only: Vec<String> = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--reps" => reps = rest.next().and_then(|n| n.parse().ok()).expect("--reps N"),
+            name => only.push(name.to_owned()),
+        }
+    }
+    let workloads: Vec<&Workload> = WORKLOADS
+        .iter()
+        .filter(|w| only.is_empty() || only.iter().any(|name| name == w.name))
+        .collect();
+
+    let python = python_toolbelt_available();
+    if !python {
+        eprintln!(
+            "python-toolbelt: skipped (python3 with requests-toolbelt not found; \
+             `pip install requests-toolbelt` to include it)"
+        );
+    }
+    let contenders: Vec<&str> = CONTENDERS
+        .iter()
+        .copied()
+        .filter(|c| *c != "python-toolbelt" || python)
+        .collect();
+
+    let (mut server, base) = start_server();
+    println!(
+        "machine: {} cores; {reps} repetitions, interleaved; medians\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for workload in workloads {
+        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
+        for rep in 0..reps {
+            for (index, contender) in contenders.iter().enumerate() {
+                let run = run_contender(contender, workload, &base);
+                eprintln!(
+                    "{} rep {} {contender}: {:.3} s, {} of {} ok",
+                    workload.name,
+                    rep + 1,
+                    run.wall,
+                    run.ok,
+                    workload.requests
+                );
+                runs[index].push(run);
+            }
+        }
+        print_table(workload, &contenders, &runs);
+    }
+    drop(server.stdin.take());
+    let _ = server.wait();
+}
+
+fn start_server() -> (Child, String) {
+    let mut server = Command::new(std::env::current_exe().expect("own path"))
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server process");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("server stdout"))
+        .read_line(&mut line)
+        .expect("server address");
+    (server, line.trim().to_owned())
+}
+
+fn server_count(base: &str) -> usize {
+    parfetch::Fetcher::new()
+        .execute(format!("{base}/__stats"))
+        .ok()
+        .and_then(|response| response.text().parse().ok())
+        .unwrap_or(0)
+}
+
+fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
+    let before = server_count(base);
+    let output = if contender == "python-toolbelt" {
+        Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/toolbelt_map.py"))
+            .args([
+                base,
+                workload.path,
+                &workload.requests.to_string(),
+                &workload.concurrency.to_string(),
+                &workload.body_bytes.to_string(),
+            ])
+            .output()
+    } else {
+        Command::new(std::env::current_exe().expect("own path"))
+            .args(["client", contender, workload.name, base])
+            .output()
+    }
+    .expect("client process");
+    let record: Value = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{contender} printed no result: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    // Requests still arriving from a run that lost track of them are counted too.
+    std::thread::sleep(Duration::from_millis(50));
+    Run {
+        returned: record["returned"].as_u64().unwrap_or(0) as usize,
+        ok: record["ok"].as_u64().unwrap_or(0) as usize,
+        wall: record["wall_s"].as_f64().unwrap_or(f64::NAN),
+        cpu: record["cpu_s"].as_f64().unwrap_or(f64::NAN),
+        peak_rss_kib: record["peak_rss_kib"].as_u64().unwrap_or(0),
+        server_counted: server_count(base) - before,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
+    println!("### {}: {}", workload.name, workload.what);
+    let throughput_unit = if workload.body_bytes >= 1 << 20 { "MiB/s" } else { "req/s" };
+    let ideal = workload.ideal();
+    let mut header = format!("| client | {throughput_unit} | vs async-reqwest ");
+    if ideal.is_some() {
+        header.push_str("| % of ideal ");
+    }
+    header.push_str("| CPU s | CPU µs/req | peak RSS MiB | server saw / returned / ok |");
+    println!("{header}");
+    println!("{}", header.replace(|c: char| c != '|', "-").replace("--", "-"));
+    let throughput = |run: &Run| {
+        let per_second = workload.requests as f64 / run.wall;
+        if workload.body_bytes >= 1 << 20 {
+            per_second * workload.body_bytes as f64 / f64::from(1 << 20)
+        } else {
+            per_second
+        }
+    };
+    let medians: Vec<f64> = runs
+        .iter()
+        .map(|r| median(r.iter().map(throughput).collect()))
+        .collect();
+    let async_index = contenders.iter().position(|c| *c == "async-reqwest");
+    for (index, contender) in contenders.iter().enumerate() {
+        let runs = &runs[index];
+        let wall = median(runs.iter().map(|r| r.wall).collect());
+        let cpu = median(runs.iter().map(|r| r.cpu).collect());
+        let rss = median(runs.iter().map(|r| r.peak_rss_kib as f64).collect()) / 1024.0;
+        let mut row = format!("| {contender} | {:.0} ", medians[index]);
+        match async_index {
+            Some(a) => row.push_str(&format!("| {:.2}x ", medians[index] / medians[a])),
+            None => row.push_str("| - "),
+        }
+        if let Some(ideal) = ideal {
+            row.push_str(&format!("| {:.0}% ", 100.0 * ideal.as_secs_f64() / wall));
+        }
+        // Worst repetition for the accounting: a single lost job must show.
+        let worst = runs
+            .iter()
+            .min_by_key(|r| r.ok)
+            .expect("at least one repetition");
+        row.push_str(&format!(
+            "| {cpu:.2} | {:.0} | {rss:.0} | {} / {} / {} |",
+            cpu * 1e6 / workload.requests as f64,
+            worst.server_counted,
+            worst.returned,
+            worst.ok
+        ));
+        println!("{row}");
+    }
+    println!();
+}
+
+fn python_toolbelt_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import requests_toolbelt"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
