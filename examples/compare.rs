@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Contenders:
-//! - `parfetch`: `urls.par_iter().fetch_all_with(&fetcher)` on `Fetcher::builder().num_processes(C)`;
+//! - `parfetch`: `urls.par_iter().fetch_with(&fetcher)` on `Fetcher::builder().num_processes(C)`;
+//! - `parfetch-multiplexed`: the same on `num_processes(cores).in_flight_per_worker(C / cores)`;
 //! - `async-reqwest`: `futures::stream::iter(..).buffer_unordered(C)` on a multi-thread tokio
 //!   runtime, bodies read fully;
 //! - `rayon-reqwest`: the best hand-written loop: a rayon pool of C threads, a `ThreadLocal`
@@ -81,7 +82,13 @@ const WORKLOADS: [Workload; 4] = [
     },
 ];
 
-const CONTENDERS: [&str; 4] = ["parfetch", "async-reqwest", "rayon-reqwest", "python-toolbelt"];
+const CONTENDERS: [&str; 5] = [
+    "parfetch",
+    "parfetch-multiplexed",
+    "async-reqwest",
+    "rayon-reqwest",
+    "python-toolbelt",
+];
 
 impl Workload {
     fn urls(&self, base: &str) -> Vec<String> {
@@ -131,7 +138,12 @@ fn client(contender: &str, workload: &str, base: &str) {
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let body_lengths: Vec<Option<usize>> = match contender {
-        "parfetch" => run_parfetch(&urls, c),
+        "parfetch" => run_parfetch(&urls, c, 1),
+        "parfetch-multiplexed" => {
+            // As many threads as cores, the concurrency spread over them.
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            run_parfetch(&urls, threads, c.div_ceil(threads))
+        }
         "async-reqwest" => run_async_reqwest(&urls, c),
         "rayon-reqwest" => run_rayon_reqwest(&urls, c),
         other => panic!("unknown contender {other}"),
@@ -152,9 +164,10 @@ fn client(contender: &str, workload: &str, base: &str) {
     println!("{record}");
 }
 
-fn run_parfetch(urls: &[String], c: usize) -> Vec<Option<usize>> {
+fn run_parfetch(urls: &[String], threads: usize, in_flight: usize) -> Vec<Option<usize>> {
     let fetcher = parfetch::Fetcher::builder()
-        .num_processes(c)
+        .num_processes(threads)
+        .in_flight_per_worker(in_flight)
         .timeout(Duration::from_secs(60))
         .max_body_bytes(4 << 20)
         .build()
@@ -229,7 +242,12 @@ fn cpu_seconds() -> f64 {
         .map_or("", |(_, rest)| rest)
         .split_whitespace()
         .collect();
-    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -338,7 +356,10 @@ fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
     let before = server_count(base);
     let output = if contender == "python-toolbelt" {
         Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/toolbelt_map.py"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/benches/toolbelt_map.py"
+            ))
             .args([
                 base,
                 workload.path,
@@ -382,7 +403,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
     println!("### {}: {}", workload.name, workload.what);
-    let throughput_unit = if workload.body_bytes >= 1 << 20 { "MiB/s" } else { "req/s" };
+    let throughput_unit = if workload.body_bytes >= 1 << 20 {
+        "MiB/s"
+    } else {
+        "req/s"
+    };
     let ideal = workload.ideal();
     let mut header = format!("| client | {throughput_unit} | vs async-reqwest ");
     if ideal.is_some() {
@@ -390,7 +415,10 @@ fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
     }
     header.push_str("| CPU s | CPU µs/req | peak RSS MiB | server saw / returned / ok |");
     println!("{header}");
-    println!("{}", header.replace(|c: char| c != '|', "-").replace("--", "-"));
+    println!(
+        "{}",
+        header.replace(|c: char| c != '|', "-").replace("--", "-")
+    );
     let throughput = |run: &Run| {
         let per_second = workload.requests as f64 / run.wall;
         if workload.body_bytes >= 1 << 20 {

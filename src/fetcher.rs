@@ -2,14 +2,18 @@
 //! [`Fetcher::execute`], the one function that sends a request.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
 
 use crate::session::{Session, SessionHooks, SharedTls};
-use crate::{BuildError, FetchError, Request, ThreadException, ThreadResponse};
+use crate::{BuildError, FetchError, FetchResult, Request, ThreadException, ThreadResponse};
 
 /// Sends requests, one session per thread, with one configuration.
 ///
@@ -53,6 +57,7 @@ struct Shared {
 #[derive(Clone, Debug)]
 struct Settings {
     num_processes: Option<usize>,
+    in_flight_per_worker: usize,
     timeout: Duration,
     max_body_bytes: u64,
     hooks: SessionHooks,
@@ -62,6 +67,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             num_processes: None,
+            in_flight_per_worker: 1,
             timeout: Fetcher::DEFAULT_TIMEOUT,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
             hooks: SessionHooks::default(),
@@ -124,46 +130,27 @@ impl Fetcher {
     /// }
     /// ```
     pub fn execute(&self, request: impl Into<Request>) -> Result<ThreadResponse, ThreadException> {
-        let request = request.into();
-        let started = Instant::now();
-        match self.send(&request) {
-            Ok(received) => Ok(ThreadResponse::new(
-                request,
-                received.status,
-                received.headers,
-                received.url,
-                received.body,
-                started.elapsed(),
-            )),
-            Err(error) => Err(ThreadException::new(request, error)),
-        }
-    }
-
-    fn send(&self, request: &Request) -> Result<crate::session::Received, FetchError> {
-        let url = request.checked_url()?;
-        if let Some(reason) = crate::session::unusable_here() {
-            return Err(FetchError::Session {
-                url: request.url().to_owned(),
-                reason: reason.to_owned(),
-            });
-        }
-        let settings = &self.shared.settings;
-        let session = self.session().map_err(|reason| FetchError::Session {
-            url: request.url().to_owned(),
-            reason: reason.clone(),
-        })?;
-        let timeout = request.timeout_override().unwrap_or(settings.timeout);
-        session.send(request, url, timeout, settings.max_body_bytes)
+        let mut in_flight = InFlight::new(self);
+        in_flight.start(request.into());
+        in_flight
+            .next()
+            .expect("a request was just started, so one outcome is pending")
     }
 
     /// This thread's session, built on first use. A failed build is kept too: the hooks are not
     /// run again for every item, and each item the thread takes reports the same reason.
-    fn session(&self) -> Result<&Session, &String> {
+    fn session(&self) -> Result<&Session, &str> {
         let shared = &*self.shared;
         shared
             .sessions
             .get_or(|| Session::build(&shared.settings.hooks, &shared.tls))
             .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// How many requests each worker keeps in flight at once.
+    pub(crate) fn in_flight_per_worker(&self) -> usize {
+        self.shared.settings.in_flight_per_worker
     }
 
     /// The size of the dedicated pool, if [`num_processes`](FetcherBuilder::num_processes) was
@@ -207,6 +194,7 @@ impl fmt::Debug for Fetcher {
         let settings = &self.shared.settings;
         f.debug_struct("Fetcher")
             .field("num_processes", &settings.num_processes)
+            .field("in_flight_per_worker", &settings.in_flight_per_worker)
             .field("timeout", &settings.timeout)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("hooks", &settings.hooks)
@@ -258,6 +246,30 @@ impl FetcherBuilder {
     /// number of cores, unless called inside `ThreadPool::install`).
     pub fn num_processes(mut self, n: usize) -> Self {
         self.settings.num_processes = Some(n);
+        self
+    }
+
+    /// Lets each worker keep up to `k` requests in flight at once (default 1), driven together
+    /// by its session's runtime: concurrency becomes `num_processes × k` without as many
+    /// threads. A pool sized to the cores with `k` = 32 does the work of hundreds of threads for
+    /// a fraction of their CPU and memory, and leaves the cores to the CPU work chained after
+    /// [`fetch`](crate::FetchAll::fetch) in the same pipeline.
+    ///
+    /// Outcomes still come out in input order for indexed inputs. Each worker hands on an
+    /// outcome when the requests started before it are done too, and only while it is given new
+    /// items or reaches the end of its share: with `k` > 1, prefer inputs that are not slow to
+    /// produce (a `par_bridge` over a queue that stays open would hold back finished results).
+    /// `0` counts as 1.
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .num_processes(2)
+    ///     .in_flight_per_worker(32) // 64 requests in flight on 2 threads
+    ///     .build()?;
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn in_flight_per_worker(mut self, k: usize) -> Self {
+        self.settings.in_flight_per_worker = k.max(1);
         self
     }
 
@@ -333,5 +345,101 @@ impl FetcherBuilder {
             ),
         };
         Ok(Fetcher::from_settings(self.settings, pool))
+    }
+}
+
+/// Requests in flight on the calling thread's session, handed out in the order they were
+/// started. [`Fetcher::execute`] is one request through it; the [`FetchAll`](crate::FetchAll)
+/// workers keep up to [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker) in it.
+///
+/// It lives on one thread: its futures belong to that thread's session and runtime.
+pub(crate) struct InFlight<'f> {
+    fetcher: &'f Fetcher,
+    /// The session that drives the live requests; `None` while every pending outcome is an
+    /// error already decided.
+    session: Option<&'f Session>,
+    pending: FuturesOrdered<Pin<Box<dyn Future<Output = FetchResult> + 'f>>>,
+}
+
+impl<'f> InFlight<'f> {
+    pub(crate) fn new(fetcher: &'f Fetcher) -> Self {
+        Self {
+            fetcher,
+            session: None,
+            pending: FuturesOrdered::new(),
+        }
+    }
+
+    /// The number of requests started and not handed out yet.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Starts `request`. Nothing is sent until [`next`](Self::next) drives it.
+    pub(crate) fn start(&mut self, request: Request) {
+        let started = Instant::now();
+        let outcome: Pin<Box<dyn Future<Output = FetchResult> + 'f>> = match self.prepare(&request)
+        {
+            Err(error) => Box::pin(std::future::ready(Err(ThreadException::new(
+                request, error,
+            )))),
+            Ok(session) => {
+                let settings = &self.fetcher.shared.settings;
+                let timeout = request.timeout_override().unwrap_or(settings.timeout);
+                let max_body_bytes = settings.max_body_bytes;
+                Box::pin(async move {
+                    let received = match request.checked_url() {
+                        Ok(url) => session.send(&request, url, timeout, max_body_bytes).await,
+                        Err(error) => Err(error),
+                    };
+                    match received {
+                        Ok(received) => Ok(ThreadResponse::new(
+                            request,
+                            received.status,
+                            received.headers,
+                            received.url,
+                            received.body,
+                            started.elapsed(),
+                        )),
+                        Err(error) => Err(ThreadException::new(request, error)),
+                    }
+                })
+            }
+        };
+        self.pending.push_back(outcome);
+    }
+
+    /// Everything that can fail before sending: the request itself, where it is called from, and
+    /// this thread's session.
+    fn prepare(&mut self, request: &Request) -> Result<&'f Session, FetchError> {
+        request.checked_url()?;
+        let session_error = |reason: &str| FetchError::Session {
+            url: request.url().to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(reason) = crate::session::unusable_here() {
+            return Err(session_error(reason));
+        }
+        let session = self.fetcher.session().map_err(session_error)?;
+        self.session = Some(session);
+        Ok(session)
+    }
+
+    /// The outcome of the earliest request started and not handed out, waiting for it while
+    /// driving all of them; `None` when none is pending.
+    pub(crate) fn next(&mut self) -> Option<FetchResult> {
+        match self.session {
+            Some(session) => session.block_on(self.pending.next()),
+            // Only decided errors are pending: nothing to drive.
+            None => self.pending.next().now_or_never().flatten(),
+        }
+    }
+}
+
+impl fmt::Debug for InFlight<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlight")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
     }
 }

@@ -159,27 +159,31 @@ impl Session {
     }
 
     /// Sends `request` to `url` and reads the whole body, within `timeout` and `max_body_bytes`.
-    pub(crate) fn send(
+    /// The future must be polled by [`block_on`](Self::block_on) of this same session.
+    pub(crate) async fn send(
         &self,
         request: &Request,
         url: &Url,
         timeout: Duration,
         max_body_bytes: u64,
     ) -> Result<Received, FetchError> {
+        let pending = request.to_client_request(&self.client, url);
+        tokio::time::timeout(timeout, receive(pending, request.url(), max_body_bytes))
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(FetchError::Timeout {
+                    url: request.url().to_owned(),
+                    timeout,
+                })
+            })
+    }
+
+    /// Runs `future` to completion on this session's runtime, on the calling thread.
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         let Some(runtime) = &self.runtime else {
             unreachable!("a session's runtime is only taken when it is dropped");
         };
-        let pending = request.to_client_request(&self.client, url);
-        runtime.block_on(async {
-            tokio::time::timeout(timeout, receive(pending, request.url(), max_body_bytes))
-                .await
-                .unwrap_or_else(|_elapsed| {
-                    Err(FetchError::Timeout {
-                        url: request.url().to_owned(),
-                        timeout,
-                    })
-                })
-        })
+        runtime.block_on(future)
     }
 }
 
@@ -189,46 +193,68 @@ async fn receive(
     max_body_bytes: u64,
 ) -> Result<Received, FetchError> {
     let client_error = |error| FetchError::from_client(url_as_given, error);
-    let too_large = || FetchError::BodyTooLarge {
-        url: url_as_given.to_owned(),
-        limit: max_body_bytes,
-    };
 
     let mut response = pending.send().await.map_err(client_error)?;
     let declared_length = response.content_length();
     if declared_length.is_some_and(|length| length > max_body_bytes) {
-        return Err(too_large());
+        return Err(FetchError::BodyTooLarge {
+            url: url_as_given.to_owned(),
+            limit: max_body_bytes,
+        });
     }
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
     let url = response.url().clone();
 
-    // Most bodies arrive as one chunk, which is kept as is; only longer ones are copied together.
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut total: u64 = 0;
-    while let Some(chunk) = response.chunk().await.map_err(client_error)? {
-        total += chunk.len() as u64;
-        if total > max_body_bytes {
-            return Err(too_large());
-        }
-        chunks.push(chunk);
-    }
-    let body = match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut joined = BytesMut::with_capacity(total as usize);
-            for chunk in &chunks {
-                joined.extend_from_slice(chunk);
-            }
-            joined.freeze()
-        }
+    let body = if declared_length.is_some() {
+        // The body is framed by its declared length, checked above, so it cannot grow past it:
+        // the client's own collector reads it with the fewest copies.
+        response.bytes().await.map_err(client_error)?
+    } else {
+        read_capped(response, url_as_given, max_body_bytes).await?
     };
     Ok(Received {
         status,
         headers,
         url,
         body,
+    })
+}
+
+/// Reads a body of unknown length, chunk by chunk, failing as soon as it is longer than
+/// `max_body_bytes`.
+async fn read_capped(
+    mut response: reqwest::Response,
+    url_as_given: &str,
+    max_body_bytes: u64,
+) -> Result<Bytes, FetchError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total: u64 = 0;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| FetchError::from_client(url_as_given, error))?
+    {
+        total += chunk.len() as u64;
+        if total > max_body_bytes {
+            return Err(FetchError::BodyTooLarge {
+                url: url_as_given.to_owned(),
+                limit: max_body_bytes,
+            });
+        }
+        chunks.push(chunk);
+    }
+    // A body that arrived as one chunk is kept as is; only longer ones are copied together.
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            joined.freeze()
+        }
     })
 }
 
