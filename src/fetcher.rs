@@ -13,7 +13,9 @@ use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
 
 use crate::session::{Session, SessionHooks, SharedTls};
-use crate::{BuildError, FetchError, FetchResult, Request, ThreadException, ThreadResponse};
+use crate::{
+    BuildError, FetchError, FetchResult, Request, RetryPolicy, ThreadException, ThreadResponse,
+};
 
 /// Sends requests, one session per thread, with one configuration.
 ///
@@ -58,6 +60,7 @@ struct Shared {
 struct Settings {
     num_processes: Option<usize>,
     in_flight_per_worker: usize,
+    retry: Option<RetryPolicy>,
     timeout: Duration,
     max_body_bytes: u64,
     hooks: SessionHooks,
@@ -68,6 +71,7 @@ impl Default for Settings {
         Self {
             num_processes: None,
             in_flight_per_worker: 1,
+            retry: None,
             timeout: Fetcher::DEFAULT_TIMEOUT,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
             hooks: SessionHooks::default(),
@@ -148,6 +152,39 @@ impl Fetcher {
             .map_err(String::as_str)
     }
 
+    /// Sends `request` on `session` until it succeeds or the retry policy gives up.
+    async fn run(&self, session: &Session, request: Request) -> FetchResult {
+        let settings = &self.shared.settings;
+        let timeout = request.timeout_override().unwrap_or(settings.timeout);
+        let started = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let received = match request.checked_url() {
+                Ok(url) => {
+                    session
+                        .send(&request, url, timeout, settings.max_body_bytes)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            let outcome = match received {
+                Ok(received) => Ok(ThreadResponse::new(
+                    request.clone(),
+                    received,
+                    started.elapsed(),
+                    attempts,
+                )),
+                Err(error) => Err(ThreadException::new(request.clone(), error, attempts)),
+            };
+            let retry = settings.retry.as_ref();
+            match retry.and_then(|policy| policy.delay_before_retry(attempts, &outcome)) {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return outcome,
+            }
+        }
+    }
+
     /// How many requests each worker keeps in flight at once.
     pub(crate) fn in_flight_per_worker(&self) -> usize {
         self.shared.settings.in_flight_per_worker
@@ -195,6 +232,7 @@ impl fmt::Debug for Fetcher {
         f.debug_struct("Fetcher")
             .field("num_processes", &settings.num_processes)
             .field("in_flight_per_worker", &settings.in_flight_per_worker)
+            .field("retry", &settings.retry)
             .field("timeout", &settings.timeout)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("hooks", &settings.hooks)
@@ -270,6 +308,13 @@ impl FetcherBuilder {
     /// ```
     pub fn in_flight_per_worker(mut self, k: usize) -> Self {
         self.settings.in_flight_per_worker = k.max(1);
+        self
+    }
+
+    /// Sends failed requests again, as `policy` says. Off by default: every request is sent
+    /// once. Each attempt has the full [`timeout`](Self::timeout).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.settings.retry = Some(policy);
         self
     }
 
@@ -377,34 +422,12 @@ impl<'f> InFlight<'f> {
 
     /// Starts `request`. Nothing is sent until [`next`](Self::next) drives it.
     pub(crate) fn start(&mut self, request: Request) {
-        let started = Instant::now();
         let outcome: Pin<Box<dyn Future<Output = FetchResult> + 'f>> = match self.prepare(&request)
         {
             Err(error) => Box::pin(std::future::ready(Err(ThreadException::new(
-                request, error,
+                request, error, 0,
             )))),
-            Ok(session) => {
-                let settings = &self.fetcher.shared.settings;
-                let timeout = request.timeout_override().unwrap_or(settings.timeout);
-                let max_body_bytes = settings.max_body_bytes;
-                Box::pin(async move {
-                    let received = match request.checked_url() {
-                        Ok(url) => session.send(&request, url, timeout, max_body_bytes).await,
-                        Err(error) => Err(error),
-                    };
-                    match received {
-                        Ok(received) => Ok(ThreadResponse::new(
-                            request,
-                            received.status,
-                            received.headers,
-                            received.url,
-                            received.body,
-                            started.elapsed(),
-                        )),
-                        Err(error) => Err(ThreadException::new(request, error)),
-                    }
-                })
-            }
+            Ok(session) => Box::pin(self.fetcher.run(session, request)),
         };
         self.pending.push_back(outcome);
     }

@@ -100,6 +100,7 @@ mod outcome;
 mod par;
 mod pool;
 mod request;
+mod retry;
 mod session;
 
 pub use error::{BuildError, FetchError};
@@ -109,6 +110,7 @@ pub use par::{Fetch, FetchAll, FetchResult};
 pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
 pub use request::Request;
 pub use reqwest::{ClientBuilder, Method, StatusCode, header};
+pub use retry::RetryPolicy;
 pub use url::Url;
 
 /// The README's examples, compiled as doctests so that they stay true.

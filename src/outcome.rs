@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use url::Url;
 
+use crate::session::Received;
 use crate::{FetchError, Request};
 
 /// A response, body included, and the [`Request`] it answers.
@@ -25,24 +26,24 @@ pub struct ThreadResponse {
     url: Url,
     body: Bytes,
     elapsed: Duration,
+    attempts: u32,
 }
 
 impl ThreadResponse {
     pub(crate) fn new(
         request: Request,
-        status: StatusCode,
-        headers: HeaderMap,
-        url: Url,
-        body: Bytes,
+        received: Received,
         elapsed: Duration,
+        attempts: u32,
     ) -> Self {
         Self {
             request,
-            status,
-            headers,
-            url,
-            body,
+            status: received.status,
+            headers: received.headers,
+            url: received.url,
+            body: received.body,
             elapsed,
+            attempts,
         }
     }
 
@@ -85,9 +86,16 @@ impl ThreadResponse {
         serde_json::from_slice(&self.body)
     }
 
-    /// How long the request took, from sending to the last byte of the body.
+    /// How long the request took, from the first attempt to the last byte of the body, waits
+    /// between retries included.
     pub fn elapsed(&self) -> Duration {
         self.elapsed
+    }
+
+    /// How many times the request was sent: 1, or more when a
+    /// [`RetryPolicy`](crate::RetryPolicy) sent it again.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// Takes the response apart into its request and body.
@@ -104,11 +112,22 @@ impl ThreadResponse {
 pub struct ThreadException {
     request: Request,
     error: FetchError,
+    attempts: u32,
 }
 
 impl ThreadException {
-    pub(crate) fn new(request: Request, error: FetchError) -> Self {
-        Self { request, error }
+    pub(crate) fn new(request: Request, error: FetchError, attempts: u32) -> Self {
+        Self {
+            request,
+            error,
+            attempts,
+        }
+    }
+
+    /// How many times the request was sent: 0 when it was rejected before sending (invalid URL,
+    /// no session), more than 1 when a [`RetryPolicy`](crate::RetryPolicy) sent it again.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// The request that failed: the original's `request_kwargs`. Send it again to retry.

@@ -496,6 +496,12 @@ impl PoolBuilder {
         self
     }
 
+    /// See [`FetcherBuilder::retry`].
+    pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
+        self.fetcher = self.fetcher.retry(policy);
+        self
+    }
+
     /// The original's `session`. See [`FetcherBuilder::session`].
     pub fn session<F>(mut self, constructor: F) -> Self
     where

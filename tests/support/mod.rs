@@ -29,6 +29,7 @@ pub struct Stats {
     closed: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    flaky_hits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl Stats {
@@ -47,6 +48,16 @@ impl Stats {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// How many times `/flaky/{key}` was requested.
+    pub fn flaky_hits(&self, key: &str) -> usize {
+        self.flaky_hits
+            .lock()
+            .unwrap()
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The most requests that were being handled at the same moment.
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
@@ -60,6 +71,7 @@ impl Stats {
 /// - `/delay/{ms}`: waits, then answers `delayed`;
 /// - `/echo`: the request as JSON (`method`, `path`, `query`, `headers`, `body`);
 /// - `/redirect`: `302` to `/echo`;
+/// - `/flaky/{key}?fail=N&status=S&retry-after=V`: fails the first `N` requests for `key`;
 /// - `/set-cookie/{value}`: sets the cookie `session={value}`;
 /// - anything else: `200` with body `ok {path}`.
 pub struct TestServer {
@@ -169,12 +181,12 @@ async fn handle(
     stats.requests.fetch_add(1, Ordering::SeqCst);
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let response = route(request).await;
+    let response = route(request, &stats).await;
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     Ok(response)
 }
 
-async fn route(request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(request: Request<Incoming>, stats: &Stats) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     let mut segments = path.trim_start_matches('/').splitn(2, '/');
     let (head, tail) = (segments.next().unwrap_or(""), segments.next().unwrap_or(""));
@@ -193,6 +205,7 @@ async fn route(request: Request<Incoming>) -> Response<Full<Bytes>> {
             reply(StatusCode::OK, "delayed")
         }
         "echo" => echo(request).await,
+        "flaky" => flaky(tail, request.uri().query().unwrap_or(""), stats),
         "set-cookie" => Response::builder()
             .header("set-cookie", format!("session={tail}; Path=/"))
             .body(Full::new(Bytes::from("cookie set")))
@@ -204,6 +217,39 @@ async fn route(request: Request<Incoming>) -> Response<Full<Bytes>> {
             .expect("response"),
         _ => reply(StatusCode::OK, format!("ok {path}")),
     }
+}
+
+/// `/flaky/{key}?fail=N&status=S&retry-after=V`: answers `S` (default 503), with `Retry-After: V`
+/// if given, to the first `N` requests for `key`, then `200 ok`.
+fn flaky(key: &str, query: &str, stats: &Stats) -> Response<Full<Bytes>> {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    let fail: usize = param("fail").and_then(|n| n.parse().ok()).unwrap_or(0);
+    let hits = {
+        let mut hits = stats.flaky_hits.lock().unwrap();
+        let count = hits.entry(key.to_owned()).or_default();
+        *count += 1;
+        *count
+    };
+    if hits > fail {
+        return reply(StatusCode::OK, "ok");
+    }
+    let status = param("status")
+        .and_then(|code| code.parse().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = reply(status, format!("failing {hits} of {fail}"));
+    if let Some(wait) = param("retry-after") {
+        let wait = wait.replace("%20", " ").replace("%2C", ",");
+        response
+            .headers_mut()
+            .insert("retry-after", wait.parse().expect("header value"));
+    }
+    response
 }
 
 async fn echo(request: Request<Incoming>) -> Response<Full<Bytes>> {
