@@ -62,6 +62,16 @@ pub enum FetchError {
         reason: String,
     },
 
+    /// The URL's host is not in the fetcher's
+    /// [`allowed_hosts`](crate::FetcherBuilder::allowed_hosts); nothing was sent.
+    #[error("host {host:?} of {url} is not in the allow-list")]
+    HostNotAllowed {
+        /// The URL as given.
+        url: String,
+        /// The host that was refused.
+        host: String,
+    },
+
     /// The worker's session could not be built: a session hook panicked, or the reqwest client
     /// it configured failed to build. Every request that worker takes gets this error.
     #[error("no session to fetch {url}: {reason}")]
@@ -150,6 +160,7 @@ impl FetchError {
             | Self::UnsupportedScheme { url, .. }
             | Self::InvalidHeader { url, .. }
             | Self::InvalidBody { url, .. }
+            | Self::HostNotAllowed { url, .. }
             | Self::Session { url, .. }
             | Self::Connect { url, .. }
             | Self::Timeout { url, .. }
@@ -171,7 +182,7 @@ impl FetchError {
     }
 
     /// `true` if the request was rejected before anything was sent: its URL, scheme, headers
-    /// or body are invalid. Sending it again cannot succeed.
+    /// or body are invalid, or its host is not allowed. Sending it again cannot succeed.
     pub fn is_invalid_request(&self) -> bool {
         matches!(
             self,
@@ -179,6 +190,7 @@ impl FetchError {
                 | Self::UnsupportedScheme { .. }
                 | Self::InvalidHeader { .. }
                 | Self::InvalidBody { .. }
+                | Self::HostNotAllowed { .. }
         )
     }
 

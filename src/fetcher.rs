@@ -1,6 +1,7 @@
 //! [`Fetcher`]: configuration, the per-worker sessions, an optional dedicated pool, and
 //! [`Fetcher::execute`], the one function that sends a request.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
+use url::Url;
 
 use crate::session::{Session, SessionHooks, SharedTls};
 use crate::{
@@ -62,8 +64,45 @@ struct Settings {
     in_flight_per_worker: usize,
     retry: Option<RetryPolicy>,
     timeout: Duration,
+    connect_timeout: Duration,
+    allowed_hosts: Option<Arc<HashSet<String>>>,
     max_body_bytes: u64,
     hooks: SessionHooks,
+}
+
+impl Settings {
+    /// `true` if requests may go to `url`'s host.
+    fn allows(&self, url: &Url) -> bool {
+        host_allowed(self.allowed_hosts.as_deref(), url)
+    }
+
+    /// reqwest's default (up to 10 redirects), refusing hosts outside the allow-list.
+    fn redirect_policy(&self) -> reqwest::redirect::Policy {
+        let Some(hosts) = self.allowed_hosts.clone() else {
+            return reqwest::redirect::Policy::default();
+        };
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if host_allowed(Some(&hosts), attempt.url()) {
+                attempt.follow()
+            } else {
+                let refused = format!(
+                    "redirect to {} refused: its host is not in the allow-list",
+                    attempt.url()
+                );
+                attempt.error(refused)
+            }
+        })
+    }
+}
+
+/// `true` if there is no allow-list, or `url`'s host is on it.
+fn host_allowed(allowed: Option<&HashSet<String>>, url: &Url) -> bool {
+    allowed.is_none_or(|hosts| {
+        url.host_str()
+            .is_some_and(|host| hosts.contains(&host.trim_matches(['[', ']']).to_ascii_lowercase()))
+    })
 }
 
 impl Default for Settings {
@@ -73,6 +112,8 @@ impl Default for Settings {
             in_flight_per_worker: 1,
             retry: None,
             timeout: Fetcher::DEFAULT_TIMEOUT,
+            connect_timeout: Fetcher::DEFAULT_CONNECT_TIMEOUT,
+            allowed_hosts: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
             hooks: SessionHooks::default(),
         }
@@ -82,6 +123,9 @@ impl Default for Settings {
 impl Fetcher {
     /// The timeout of a request, body included, unless set otherwise: 30 seconds.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The time allowed to open a connection, unless set otherwise: 10 seconds.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The largest response body read, unless set otherwise: 16 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
@@ -147,7 +191,13 @@ impl Fetcher {
         let shared = &*self.shared;
         shared
             .sessions
-            .get_or(|| Session::build(&shared.settings.hooks, &shared.tls))
+            .get_or(|| {
+                let settings = &shared.settings;
+                Session::build(&settings.hooks, &shared.tls, |base| {
+                    base.connect_timeout(settings.connect_timeout)
+                        .redirect(settings.redirect_policy())
+                })
+            })
             .as_ref()
             .map_err(String::as_str)
     }
@@ -234,6 +284,8 @@ impl fmt::Debug for Fetcher {
             .field("in_flight_per_worker", &settings.in_flight_per_worker)
             .field("retry", &settings.retry)
             .field("timeout", &settings.timeout)
+            .field("connect_timeout", &settings.connect_timeout)
+            .field("allowed_hosts", &settings.allowed_hosts)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("hooks", &settings.hooks)
             .field("sessions", &self.session_count())
@@ -325,6 +377,36 @@ impl FetcherBuilder {
         self
     }
 
+    /// Sets the time allowed to open a connection (TCP and TLS), within the request's
+    /// [`timeout`](Self::timeout). A host that does not answer fails fast with
+    /// [`FetchError::Connect`] instead of using up the whole timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Restricts requests, redirects included, to these hosts (names or IP addresses, without
+    /// port; compared case-insensitively). A request to another host fails with
+    /// [`FetchError::HostNotAllowed`] before anything is sent; a redirect to one fails with
+    /// [`FetchError::Redirect`].
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .allowed_hosts(["api.example.com", "127.0.0.1"])
+    ///     .build()?;
+    /// let exception = fetcher.execute("http://elsewhere.example/").unwrap_err();
+    /// assert!(matches!(exception.error(), parfetch::FetchError::HostNotAllowed { .. }));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn allowed_hosts<H: AsRef<str>>(mut self, hosts: impl IntoIterator<Item = H>) -> Self {
+        let hosts = hosts
+            .into_iter()
+            .map(|host| host.as_ref().trim_matches(['[', ']']).to_ascii_lowercase())
+            .collect();
+        self.settings.allowed_hosts = Some(Arc::new(hosts));
+        self
+    }
+
     /// Sets the largest response body to read; a larger one makes that request fail with
     /// [`FetchError::BodyTooLarge`].
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
@@ -348,6 +430,10 @@ impl FetcherBuilder {
     /// Configures each new session (headers, proxies, redirect policy, ...): the original's
     /// `initializer`. It gets the client builder and returns it, as the Python callback must
     /// return the session.
+    ///
+    /// The builder it gets carries the fetcher's shared TLS configuration, which TLS settings
+    /// (extra root certificates, client identities) do not change: make those in a
+    /// [`session`](Self::session) constructor.
     pub fn initializer<F>(mut self, initializer: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -435,7 +521,13 @@ impl<'f> InFlight<'f> {
     /// Everything that can fail before sending: the request itself, where it is called from, and
     /// this thread's session.
     fn prepare(&mut self, request: &Request) -> Result<&'f Session, FetchError> {
-        request.checked_url()?;
+        let url = request.checked_url()?;
+        if !self.fetcher.shared.settings.allows(url) {
+            return Err(FetchError::HostNotAllowed {
+                url: request.url().to_owned(),
+                host: url.host_str().unwrap_or_default().to_owned(),
+            });
+        }
         let session_error = |reason: &str| FetchError::Session {
             url: request.url().to_owned(),
             reason: reason.to_owned(),

@@ -109,6 +109,9 @@ pub use outcome::{ThreadException, ThreadResponse};
 pub use par::{Fetch, FetchAll, FetchResult};
 pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
 pub use request::Request;
+/// The reqwest version parfetch is built on, for session hooks (`reqwest::Certificate`, proxies,
+/// redirect policies...).
+pub use reqwest;
 pub use reqwest::{ClientBuilder, Method, StatusCode, header};
 pub use retry::RetryPolicy;
 pub use url::Url;

@@ -126,7 +126,13 @@ pub(crate) fn unusable_here() -> Option<&'static str> {
 impl Session {
     /// Builds a session: constructor, then initializer, then auth generator, each of which may
     /// panic without taking the worker down. The error says which step failed.
-    pub(crate) fn build(hooks: &SessionHooks, tls: &SharedTls) -> Result<Self, String> {
+    /// `fetcher_settings` applies the fetcher's own client settings to the base builder, before
+    /// the user's hooks, so that hooks can still override them.
+    pub(crate) fn build(
+        hooks: &SessionHooks,
+        tls: &SharedTls,
+        fetcher_settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -136,6 +142,7 @@ impl Session {
             Some(constructor) => call_hook("session constructor", || constructor())?,
             None => reqwest::Client::builder().tls_backend_preconfigured(tls.config()?),
         };
+        let base = fetcher_settings(base);
         let initialized = match &hooks.initializer {
             Some(initializer) => call_hook("initializer", || initializer(base))?,
             None => base,

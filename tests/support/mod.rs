@@ -71,6 +71,7 @@ impl Stats {
 /// - `/delay/{ms}`: waits, then answers `delayed`;
 /// - `/echo`: the request as JSON (`method`, `path`, `query`, `headers`, `body`);
 /// - `/redirect`: `302` to `/echo`;
+/// - `/redirect-to?to={url}`: `302` to `url` (given unencoded);
 /// - `/flaky/{key}?fail=N&status=S&retry-after=V`: fails the first `N` requests for `key`;
 /// - `/set-cookie/{value}`: sets the cookie `session={value}`;
 /// - anything else: `200` with body `ok {path}`.
@@ -209,6 +210,18 @@ async fn route(request: Request<Incoming>, stats: &Stats) -> Response<Full<Bytes
         "set-cookie" => Response::builder()
             .header("set-cookie", format!("session={tail}; Path=/"))
             .body(Full::new(Bytes::from("cookie set")))
+            .expect("response"),
+        "redirect-to" => Response::builder()
+            .status(StatusCode::FOUND)
+            .header(
+                "location",
+                request
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("to="))
+                    .unwrap_or("/"),
+            )
+            .body(Full::new(Bytes::new()))
             .expect("response"),
         "redirect" => Response::builder()
             .status(StatusCode::FOUND)
@@ -382,4 +395,63 @@ pub fn refused_url() -> String {
     let addr = listener.local_addr().expect("local address");
     drop(listener);
     format!("http://{addr}/")
+}
+
+/// The certificate authority that signed [`TlsServer`]'s certificate (for `localhost` and
+/// `127.0.0.1`), in PEM form.
+pub const TLS_CA_PEM: &[u8] = include_bytes!("tls-ca.pem");
+
+/// A loopback HTTPS server whose certificate is signed by the test CA, which no system trusts.
+/// Answers every request on a connection with `200 secure`, then closes.
+pub struct TlsServer {
+    raw: RawServer,
+}
+
+impl TlsServer {
+    pub fn start() -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let chain = CertificateDer::pem_slice_iter(include_bytes!("tls-server.pem"))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("test certificate");
+        let key =
+            PrivateKeyDer::from_pem_slice(include_bytes!("tls-server.key")).expect("test key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        let config = Arc::new(config);
+        let raw = RawServer::start(move |stream| {
+            let Ok(connection) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tls.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nsecure",
+            );
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        });
+        Self { raw }
+    }
+
+    /// `https://localhost:{port}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        self.raw
+            .url(path)
+            .replacen("http://127.0.0.1", "https://localhost", 1)
+    }
 }

@@ -1,0 +1,137 @@
+//! Safe defaults: TLS verified, credentials kept from other hosts, hosts allow-listed,
+//! connections that do not open fail fast.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use parfetch::reqwest::Certificate;
+use parfetch::{ClientBuilder, FetchError, Fetcher, Request};
+use serde_json::Value;
+use support::{TLS_CA_PEM, TestServer, TlsServer};
+
+#[test]
+fn tls_certificates_are_verified_by_default() {
+    let server = TlsServer::start();
+    let exception = Fetcher::new().execute(server.url("/")).unwrap_err();
+    assert!(exception.error().is_connect(), "{}", exception.error());
+    assert!(
+        exception.to_string().to_lowercase().contains("certificate"),
+        "{exception}"
+    );
+}
+
+#[test]
+fn a_session_that_trusts_the_issuer_fetches_over_tls() {
+    let server = TlsServer::start();
+    let fetcher = Fetcher::builder()
+        .session(|| {
+            let ca = Certificate::from_pem(TLS_CA_PEM).expect("test CA");
+            ClientBuilder::new().tls_certs_merge([ca])
+        })
+        .build()
+        .unwrap();
+    let response = fetcher.execute(server.url("/")).unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text(), "secure");
+}
+
+#[test]
+fn credentials_are_not_sent_to_another_host_after_a_redirect() {
+    let first = TestServer::start();
+    let other = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .auth_generator(|session| {
+            let mut headers = parfetch::header::HeaderMap::new();
+            headers.insert("authorization", "Bearer session-secret".parse().unwrap());
+            headers.insert("cookie", "sid=session-cookie".parse().unwrap());
+            session.default_headers(headers)
+        })
+        .build()
+        .unwrap();
+
+    let echo_of = |request: Request| -> Value {
+        let response = fetcher.execute(request).unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().unwrap()
+    };
+
+    // Same host: the credentials follow.
+    let same = echo_of(Request::get(first.url("/redirect-to?to=/echo")));
+    assert_eq!(same["headers"]["authorization"], "Bearer session-secret");
+
+    // Another host (another port): they do not, whether set by the session or the request.
+    let cross = first.url(&format!("/redirect-to?to={}", other.url("/echo")));
+    let echoed = echo_of(Request::get(&cross));
+    assert_eq!(echoed["path"], "/echo");
+    assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
+    assert!(echoed["headers"].get("cookie").is_none(), "{echoed}");
+    let echoed = echo_of(Request::get(&cross).bearer_auth("request-secret"));
+    assert!(echoed["headers"].get("authorization").is_none(), "{echoed}");
+    assert_eq!(other.stats().requests(), 2);
+}
+
+#[test]
+fn an_allow_list_refuses_other_hosts_before_sending_and_on_redirect() {
+    let allowed = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .allowed_hosts(["127.0.0.1"])
+        .build()
+        .unwrap();
+
+    let ok = fetcher.execute(allowed.url("/fine")).unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let refused = fetcher
+        .execute(allowed.url("/fine").replace("127.0.0.1", "localhost"))
+        .unwrap_err();
+    assert!(
+        matches!(refused.error(), FetchError::HostNotAllowed { host, .. } if host == "localhost"),
+        "{refused}"
+    );
+    assert!(refused.error().is_invalid_request());
+    assert_eq!(refused.attempts(), 0);
+
+    let elsewhere = allowed.url("/echo").replace("127.0.0.1", "localhost");
+    let redirect = fetcher
+        .execute(allowed.url(&format!("/redirect-to?to={elsewhere}")))
+        .unwrap_err();
+    assert!(
+        matches!(redirect.error(), FetchError::Redirect { reason, .. } if reason.contains("allow-list")),
+        "{redirect}"
+    );
+    assert_eq!(
+        allowed.stats().requests(),
+        2,
+        "the refused ones were never sent"
+    );
+}
+
+#[test]
+fn a_connection_that_does_not_open_fails_at_the_connect_timeout() {
+    // A listener that never accepts: once its queue is full the kernel drops new connection
+    // attempts, so connecting hangs.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filler = Vec::new();
+    for _ in 0..300 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)) {
+            Ok(stream) => filler.push(stream),
+            Err(_) => break,
+        }
+    }
+    let fetcher = Fetcher::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let exception = fetcher.execute(format!("http://{addr}/")).unwrap_err();
+    assert!(exception.error().is_connect(), "{}", exception.error());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(filler);
+}
