@@ -14,6 +14,7 @@ use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
 use url::Url;
 
+use crate::limits::HostLimits;
 use crate::session::{Session, SessionHooks, SharedTls};
 use crate::{
     BuildError, FetchError, FetchResult, Request, RetryPolicy, ThreadException, ThreadResponse,
@@ -52,6 +53,7 @@ pub struct Fetcher {
 
 struct Shared {
     settings: Settings,
+    host_limits: HostLimits,
     sessions: ThreadLocal<Result<Session, String>>,
     tls: SharedTls,
     pool: Option<rayon::ThreadPool>,
@@ -66,6 +68,8 @@ struct Settings {
     timeout: Duration,
     connect_timeout: Duration,
     allowed_hosts: Option<Arc<HashSet<String>>>,
+    max_per_host: Option<usize>,
+    per_host_rate: Option<f64>,
     max_body_bytes: u64,
     hooks: SessionHooks,
 }
@@ -114,6 +118,8 @@ impl Default for Settings {
             timeout: Fetcher::DEFAULT_TIMEOUT,
             connect_timeout: Fetcher::DEFAULT_CONNECT_TIMEOUT,
             allowed_hosts: None,
+            max_per_host: None,
+            per_host_rate: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
             hooks: SessionHooks::default(),
         }
@@ -153,6 +159,7 @@ impl Fetcher {
     fn from_settings(settings: Settings, pool: Option<rayon::ThreadPool>) -> Self {
         Self {
             shared: Arc::new(Shared {
+                host_limits: HostLimits::new(settings.max_per_host, settings.per_host_rate),
                 settings,
                 sessions: ThreadLocal::new(),
                 tls: SharedTls::default(),
@@ -212,6 +219,7 @@ impl Fetcher {
             attempts += 1;
             let received = match request.checked_url() {
                 Ok(url) => {
+                    let _admission = self.shared.host_limits.admit(url).await;
                     session
                         .send(&request, url, timeout, settings.max_body_bytes)
                         .await
@@ -286,6 +294,8 @@ impl fmt::Debug for Fetcher {
             .field("timeout", &settings.timeout)
             .field("connect_timeout", &settings.connect_timeout)
             .field("allowed_hosts", &settings.allowed_hosts)
+            .field("max_per_host", &settings.max_per_host)
+            .field("per_host_rate", &settings.per_host_rate)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("hooks", &settings.hooks)
             .field("sessions", &self.session_count())
@@ -404,6 +414,30 @@ impl FetcherBuilder {
             .map(|host| host.as_ref().trim_matches(['[', ']']).to_ascii_lowercase())
             .collect();
         self.settings.allowed_hosts = Some(Arc::new(hosts));
+        self
+    }
+
+    /// At most `n` requests in flight to any one host at a time, across all workers (and
+    /// retries). Waiting for a slot does not count towards a request's timeout. Hosts are told
+    /// apart by name, not port.
+    pub fn max_per_host(mut self, n: usize) -> Self {
+        self.settings.max_per_host = Some(n.max(1));
+        self
+    }
+
+    /// At most `requests_per_second` requests started to any one host, across all workers (and
+    /// retries), evenly spaced. Waiting for a turn does not count towards a request's timeout.
+    ///
+    /// ```
+    /// let polite = parfetch::Fetcher::builder()
+    ///     .num_processes(32)
+    ///     .max_per_host(4)
+    ///     .per_host_rate(10.0)
+    ///     .build()?;
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn per_host_rate(mut self, requests_per_second: f64) -> Self {
+        self.settings.per_host_rate = Some(requests_per_second);
         self
     }
 

@@ -96,6 +96,7 @@
 
 mod error;
 mod fetcher;
+mod limits;
 mod outcome;
 mod par;
 mod pool;

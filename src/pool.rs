@@ -496,6 +496,18 @@ impl PoolBuilder {
         self
     }
 
+    /// See [`FetcherBuilder::max_per_host`].
+    pub fn max_per_host(mut self, n: usize) -> Self {
+        self.fetcher = self.fetcher.max_per_host(n);
+        self
+    }
+
+    /// See [`FetcherBuilder::per_host_rate`].
+    pub fn per_host_rate(mut self, requests_per_second: f64) -> Self {
+        self.fetcher = self.fetcher.per_host_rate(requests_per_second);
+        self
+    }
+
     /// See [`FetcherBuilder::retry`].
     pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
         self.fetcher = self.fetcher.retry(policy);
