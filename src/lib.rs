@@ -91,6 +91,8 @@
 //! # Features
 //!
 //! - `json` (default): [`Request::json`] bodies and [`ThreadResponse::json`] decoding, with serde.
+//! - `gzip` (default): asks for and decodes gzip-compressed responses;
+//!   [`max_body_bytes`](FetcherBuilder::max_body_bytes) caps the decoded size.
 //! - `cookies`: reqwest's cookie store, switched on per session by a hook:
 //!   `.initializer(|session| session.cookie_store(true))`.
 

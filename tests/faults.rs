@@ -269,3 +269,75 @@ fn a_failing_host_does_not_slow_the_others_down_past_its_timeout() {
     assert_eq!(exceptions.len(), 8);
     assert!(exceptions.iter().all(|e| e.error().is_timeout()));
 }
+
+#[test]
+fn malformed_header_line_is_a_transport_error() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\nthis line is no header\r\ncontent-length: 2\r\n\r\nok",
+        );
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert_error!(exception, FetchError::Transport { .. });
+}
+
+#[test]
+fn huge_response_headers_are_a_transport_error() {
+    let server = RawServer::start(|mut stream| {
+        read_head(&mut stream);
+        let mut head = b"HTTP/1.1 200 OK\r\nx-huge: ".to_vec();
+        head.extend(std::iter::repeat_n(b'a', 2 << 20));
+        head.extend_from_slice(b"\r\ncontent-length: 2\r\n\r\nok");
+        write_all(&mut stream, &head);
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert_error!(exception, FetchError::Transport { .. });
+}
+
+#[cfg(feature = "gzip")]
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[cfg(feature = "gzip")]
+fn gzip_server(decoded_len: usize) -> RawServer {
+    let body = gzip(&vec![b'z'; decoded_len]);
+    RawServer::start(move |mut stream| {
+        read_head(&mut stream);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        write_all(&mut stream, &[head.as_bytes(), &body].concat());
+    })
+}
+
+#[cfg(feature = "gzip")]
+#[test]
+fn gzip_bodies_are_decoded() {
+    let server = gzip_server(5_000);
+    let response = Fetcher::new().execute(server.url("/")).unwrap();
+    assert_eq!(response.bytes().len(), 5_000);
+    assert!(response.bytes().iter().all(|b| *b == b'z'));
+}
+
+#[cfg(feature = "gzip")]
+#[test]
+fn gzip_body_whose_decoded_size_exceeds_the_limit_is_cut_off() {
+    // 8 MiB of 'z' compress to a few KiB: the limit applies to what is decoded.
+    let server = gzip_server(8 << 20);
+    let fetcher = Fetcher::builder()
+        .num_processes(4)
+        .max_body_bytes(64 * 1024)
+        .build()
+        .unwrap();
+    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    assert_error!(exception, FetchError::BodyTooLarge { limit: 65536, .. });
+}
