@@ -73,10 +73,14 @@ enum Auth {
 /// The first invalid input given to the builder; reported when the request is executed.
 #[derive(Clone, Debug)]
 enum Defect {
-    Header { name: String },
+    Header {
+        name: String,
+    },
     // Only `json` can fail to encode a body.
     #[cfg_attr(not(feature = "json"), allow(dead_code))]
-    Body { reason: String },
+    Body {
+        reason: String,
+    },
 }
 
 impl Request {
