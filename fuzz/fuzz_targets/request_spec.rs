@@ -1,0 +1,41 @@
+//! Request specs from outside data: arbitrary method, URL, header and query strings, through the
+//! crate's one code path. The fetcher allows no host, so nothing is ever sent: every request
+//! must end as a typed exception naming its URL, and nothing may panic.
+
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use parfetch::{Fetcher, Method, Request};
+
+fn fetcher() -> &'static Fetcher {
+    static FETCHER: OnceLock<Fetcher> = OnceLock::new();
+    FETCHER.get_or_init(|| {
+        Fetcher::builder()
+            .allowed_hosts(Vec::<&str>::new())
+            .build()
+            .expect("fetcher")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\u{1f}');
+    let url = parts.next().unwrap_or_default();
+    let method = Method::from_bytes(parts.next().unwrap_or("GET").as_bytes()).unwrap_or(Method::GET);
+    let mut request = Request::new(method, url);
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        request = request.header(name, value).query([(name, value)]);
+    }
+
+    let exception = fetcher().execute(&request).expect_err("no host is allowed");
+    assert_eq!(exception.request().url(), url);
+    assert_eq!(exception.error().url(), url);
+    assert_eq!(exception.attempts(), 0);
+    assert!(
+        exception.error().is_invalid_request(),
+        "only rejections before sending: {}",
+        exception.error()
+    );
+});
