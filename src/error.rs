@@ -171,6 +171,27 @@ impl FetchError {
         }
     }
 
+    /// A short, stable name for the variant, for logs, metrics and JSON records:
+    /// `invalid_url`, `unsupported_scheme`, `invalid_header`, `invalid_body`,
+    /// `host_not_allowed`, `session`, `connect`, `timeout`, `redirect`, `transport`, `body`,
+    /// `body_too_large`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } => "invalid_url",
+            Self::UnsupportedScheme { .. } => "unsupported_scheme",
+            Self::InvalidHeader { .. } => "invalid_header",
+            Self::InvalidBody { .. } => "invalid_body",
+            Self::HostNotAllowed { .. } => "host_not_allowed",
+            Self::Session { .. } => "session",
+            Self::Connect { .. } => "connect",
+            Self::Timeout { .. } => "timeout",
+            Self::Redirect { .. } => "redirect",
+            Self::Transport { .. } => "transport",
+            Self::Body { .. } => "body",
+            Self::BodyTooLarge { .. } => "body_too_large",
+        }
+    }
+
     /// `true` if the request ran out of time.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout { .. })

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,8 @@ pub struct Fetcher {
 
 struct Shared {
     settings: Settings,
+    done: AtomicU64,
+    failed: AtomicU64,
     host_limits: HostLimits,
     sessions: ThreadLocal<Result<Session, String>>,
     tls: SharedTls,
@@ -72,6 +75,28 @@ struct Settings {
     per_host_rate: Option<f64>,
     max_body_bytes: u64,
     hooks: SessionHooks,
+    on_progress: Option<ProgressHook>,
+}
+
+#[derive(Clone)]
+struct ProgressHook(Arc<dyn Fn(&Progress<'_>) + Send + Sync>);
+
+impl fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProgressHook")
+    }
+}
+
+/// What a [progress hook](FetcherBuilder::on_progress) is shown after each request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Progress<'a> {
+    /// Requests this fetcher has finished so far, this one included.
+    pub done: u64,
+    /// How many of those ended as exceptions.
+    pub failed: u64,
+    /// How this one ended.
+    pub outcome: &'a FetchResult,
 }
 
 impl Settings {
@@ -122,6 +147,7 @@ impl Default for Settings {
             per_host_rate: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
             hooks: SessionHooks::default(),
+            on_progress: None,
         }
     }
 }
@@ -159,6 +185,8 @@ impl Fetcher {
     fn from_settings(settings: Settings, pool: Option<rayon::ThreadPool>) -> Self {
         Self {
             shared: Arc::new(Shared {
+                done: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
                 host_limits: HostLimits::new(settings.max_per_host, settings.per_host_rate),
                 settings,
                 sessions: ThreadLocal::new(),
@@ -238,9 +266,36 @@ impl Fetcher {
             let retry = settings.retry.as_ref();
             match retry.and_then(|policy| policy.delay_before_retry(attempts, &outcome)) {
                 Some(delay) => tokio::time::sleep(delay).await,
-                None => return outcome,
+                None => return self.finish(outcome),
             }
         }
+    }
+
+    /// Counts a final outcome and shows it to the progress hook.
+    fn finish(&self, outcome: FetchResult) -> FetchResult {
+        let shared = &*self.shared;
+        let done = shared.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = if outcome.is_err() {
+            shared.failed.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            shared.failed.load(Ordering::Relaxed)
+        };
+        if let Some(ProgressHook(on_progress)) = &shared.settings.on_progress {
+            on_progress(&Progress {
+                done,
+                failed,
+                outcome: &outcome,
+            });
+        }
+        outcome
+    }
+
+    /// How many requests this fetcher has finished, and how many of them failed, so far.
+    pub fn progress(&self) -> (u64, u64) {
+        (
+            self.shared.done.load(Ordering::Relaxed),
+            self.shared.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// How many requests each worker keeps in flight at once.
@@ -441,6 +496,58 @@ impl FetcherBuilder {
         self
     }
 
+    /// Calls `hook` after each request this fetcher finishes, on the worker that finished it,
+    /// with the counts so far: for progress reports, metrics or logs. Keep it quick; it runs
+    /// on the request path. Replaces any earlier hook (and [`progress_bar`](Self::progress_bar)).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let timeouts = Arc::new(AtomicU64::new(0));
+    /// let counted = Arc::clone(&timeouts);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .on_progress(move |progress| {
+    ///         if progress.outcome.as_ref().is_err_and(|e| e.error().is_timeout()) {
+    ///             counted.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///         if progress.done % 10_000 == 0 {
+    ///             eprintln!("{} done, {} failed", progress.done, progress.failed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn on_progress<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Progress<'_>) + Send + Sync + 'static,
+    {
+        self.settings.on_progress = Some(ProgressHook(Arc::new(hook)));
+        self
+    }
+
+    /// Advances `bar` by one for each request this fetcher finishes, with the number of
+    /// failures as its message. Set the bar's length to the number of requests if you know it.
+    ///
+    /// ```
+    /// use indicatif::ProgressBar;
+    ///
+    /// let urls: Vec<String> = Vec::new();
+    /// let bar = ProgressBar::new(urls.len() as u64);
+    /// let fetcher = parfetch::Fetcher::builder().progress_bar(bar.clone()).build()?;
+    /// // urls.par_iter().fetch_all_with(&fetcher); bar.finish();
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    pub fn progress_bar(self, bar: indicatif::ProgressBar) -> Self {
+        self.on_progress(move |progress| {
+            bar.inc(1);
+            if progress.outcome.is_err() {
+                bar.set_message(format!("{} failed", progress.failed));
+            }
+        })
+    }
+
     /// Sets the largest response body to read; a larger one makes that request fail with
     /// [`FetchError::BodyTooLarge`].
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
@@ -544,9 +651,10 @@ impl<'f> InFlight<'f> {
     pub(crate) fn start(&mut self, request: Request) {
         let outcome: Pin<Box<dyn Future<Output = FetchResult> + 'f>> = match self.prepare(&request)
         {
-            Err(error) => Box::pin(std::future::ready(Err(ThreadException::new(
-                request, error, 0,
-            )))),
+            Err(error) => {
+                let rejected = Err(ThreadException::new(request, error, 0));
+                Box::pin(std::future::ready(self.fetcher.finish(rejected)))
+            }
             Ok(session) => Box::pin(self.fetcher.run(session, request)),
         };
         self.pending.push_back(outcome);

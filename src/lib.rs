@@ -105,9 +105,11 @@ mod pool;
 mod request;
 mod retry;
 mod session;
+#[cfg(feature = "serde")]
+mod spec;
 
 pub use error::{BuildError, FetchError};
-pub use fetcher::{Fetcher, FetcherBuilder};
+pub use fetcher::{Fetcher, FetcherBuilder, Progress};
 pub use outcome::{ThreadException, ThreadResponse};
 pub use par::{Fetch, FetchAll, FetchResult};
 pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
@@ -117,6 +119,8 @@ pub use request::Request;
 pub use reqwest;
 pub use reqwest::{ClientBuilder, Method, StatusCode, header};
 pub use retry::RetryPolicy;
+#[cfg(feature = "serde")]
+pub use spec::SpecError;
 pub use url::Url;
 
 /// The README's examples, compiled as doctests so that they stay true.

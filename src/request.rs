@@ -302,6 +302,11 @@ impl Request {
         &self.spec.headers
     }
 
+    /// The query parameters added with [`query`](Self::query), in order.
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.spec.query
+    }
+
     /// The body, if one was set.
     pub fn body_bytes(&self) -> Option<&Bytes> {
         self.spec.body.as_ref()

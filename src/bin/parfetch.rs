@@ -1,0 +1,387 @@
+//! `parfetch`: fetch the URLs or JSON request specs of files or standard input in parallel and
+//! write one JSON record per result.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use parfetch::prelude::*;
+use parfetch::{FetchResult, Fetcher, Method, Request, RetryPolicy};
+use rayon::prelude::*;
+
+/// Fetch many URLs in parallel and write one JSON line per result.
+///
+/// Each input line is a URL, or a JSON request spec in the shape of Python requests'
+/// keyword arguments: {"method": "POST", "url": "...", "headers": {...}, "params": {...},
+/// "json": ..., "data": ..., "timeout": 5.0}. Blank lines and lines starting with # are skipped.
+/// Malformed lines are reported on stderr with their line number and do not stop the run.
+///
+/// Exit status: 0 when every request got a response (any HTTP status), 1 when any request
+/// failed or any line was malformed (0 with --allow-failures), 2 for usage errors.
+#[derive(Debug, Parser)]
+#[command(name = "parfetch", version, about, long_about)]
+struct Args {
+    /// Files to read, one request per line; "-" or nothing reads standard input.
+    inputs: Vec<PathBuf>,
+
+    /// Write the JSON lines here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Worker threads, each with its own session [default: number of cores].
+    #[arg(short = 'j', long, value_name = "N")]
+    num_processes: Option<usize>,
+
+    /// Requests each worker keeps in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    in_flight: usize,
+
+    /// Seconds a request may take, body included.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    timeout: f64,
+
+    /// Seconds to open a connection.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    connect_timeout: f64,
+
+    /// Retries after a failed attempt (connect errors, timeouts, 429, 502, 503, 504), with
+    /// exponential backoff; idempotent methods only.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    retries: u32,
+
+    /// At most N requests in flight to any one host.
+    #[arg(long, value_name = "N")]
+    max_per_host: Option<usize>,
+
+    /// At most this many requests per second started to any one host.
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<f64>,
+
+    /// A header for every request ("Name: value"); repeat for more.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+
+    /// The method for lines that are plain URLs.
+    #[arg(short = 'X', long, value_name = "METHOD", default_value = "GET")]
+    method: String,
+
+    /// Largest response body, in bytes; larger ones are errors.
+    #[arg(long, value_name = "BYTES", default_value_t = Fetcher::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: u64,
+
+    /// Write results in input order instead of as they complete.
+    #[arg(long)]
+    keep_order: bool,
+
+    /// Exit 0 even when requests failed or lines were malformed.
+    #[arg(long)]
+    allow_failures: bool,
+}
+
+/// Lines are read and fetched this many at a time, so memory stays flat whatever the input size.
+const BATCH: usize = 4096;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(summary) => {
+            summary.print();
+            if summary.all_good() || args.allow_failures {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(message) => {
+            eprintln!("parfetch: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<Summary, String> {
+    let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method {:?}", args.method))?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|header| {
+            header
+                .split_once(':')
+                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+                .ok_or_else(|| format!("header {header:?} is not \"Name: value\""))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let seconds = |value: f64, what: &str| {
+        Duration::try_from_secs_f64(value)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("{what} must be a positive number of seconds"))
+    };
+
+    let bar = if io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {pos} done, {per_sec} {msg} [{elapsed}]")
+                .map_err(|e| e.to_string())?,
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut builder = Fetcher::builder()
+        .num_processes(
+            args.num_processes
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        )
+        .in_flight_per_worker(args.in_flight)
+        .timeout(seconds(args.timeout, "--timeout")?)
+        .connect_timeout(seconds(args.connect_timeout, "--connect-timeout")?)
+        .max_body_bytes(args.max_body_bytes)
+        .progress_bar(bar.clone());
+    if args.retries > 0 {
+        builder = builder.retry(RetryPolicy::new(args.retries + 1));
+    }
+    if let Some(n) = args.max_per_host {
+        builder = builder.max_per_host(n);
+    }
+    if let Some(rate) = args.rate {
+        builder = builder.per_host_rate(rate);
+    }
+    let fetcher = builder.build().map_err(|e| e.to_string())?;
+
+    let output: Box<dyn Write + Send> = match &args.output {
+        Some(path) => Box::new(
+            File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        ),
+        None => Box::new(io::stdout()),
+    };
+    let (lines_tx, lines_rx) = mpsc::sync_channel::<Line>(BATCH);
+    let writer = std::thread::spawn(move || write_lines(output, lines_rx));
+
+    let started = Instant::now();
+    let mut malformed = 0u64;
+    let mut batch: Vec<Request> = Vec::with_capacity(BATCH);
+    let inputs: Vec<PathBuf> = if args.inputs.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.inputs.clone()
+    };
+    for input in &inputs {
+        let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(BufReader::new(
+                File::open(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?,
+            ))
+        };
+        for (index, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| format!("reading {}: {e}", input.display()))?;
+            match parse_line(&line, &method, &headers) {
+                Ok(Some(request)) => batch.push(request),
+                Ok(None) => {}
+                Err(message) => {
+                    malformed += 1;
+                    bar.suspend(|| eprintln!("{}:{}: {message}", input.display(), index + 1));
+                }
+            }
+            if batch.len() == BATCH {
+                fetch_batch(
+                    &fetcher,
+                    std::mem::take(&mut batch),
+                    args.keep_order,
+                    &lines_tx,
+                );
+            }
+        }
+    }
+    fetch_batch(&fetcher, batch, args.keep_order, &lines_tx);
+    drop(lines_tx);
+    let mut summary = writer
+        .join()
+        .map_err(|_| "the writer thread panicked".to_owned())??;
+    bar.finish_and_clear();
+    summary.malformed = malformed;
+    summary.wall = started.elapsed();
+    Ok(summary)
+}
+
+/// A request from one input line; `None` for blank lines and comments.
+fn parse_line(
+    line: &str,
+    method: &Method,
+    headers: &[(String, String)],
+) -> Result<Option<Request>, String> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut request = if line.starts_with('{') {
+        Request::from_json(line).map_err(|e| format!("bad request spec: {e}"))?
+    } else {
+        if line.contains(char::is_whitespace) {
+            return Err(format!("not a URL: {line:?}"));
+        }
+        Request::new(method.clone(), line)
+    };
+    for (name, value) in headers {
+        if !request.headers().contains_key(name.as_str()) {
+            request = request.header(name, value);
+        }
+    }
+    Ok(Some(request))
+}
+
+/// One output record and what the summary needs to know of it.
+struct Line {
+    json: String,
+    tally: Tally,
+}
+
+enum Tally {
+    Response { status: u16, elapsed: Duration },
+    Exception { kind: &'static str },
+}
+
+fn fetch_batch(
+    fetcher: &Fetcher,
+    batch: Vec<Request>,
+    keep_order: bool,
+    lines: &mpsc::SyncSender<Line>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let outcomes = batch.into_par_iter().fetch_with(fetcher).map(to_line);
+    if keep_order {
+        let in_order: Vec<Line> = outcomes.collect();
+        for line in in_order {
+            let _ = lines.send(line);
+        }
+    } else {
+        outcomes.for_each_with(lines.clone(), |lines, line| {
+            let _ = lines.send(line);
+        });
+    }
+}
+
+fn to_line(outcome: FetchResult) -> Line {
+    let (json, tally) = match &outcome {
+        Ok(response) => (
+            serde_json::to_string(response),
+            Tally::Response {
+                status: response.status().as_u16(),
+                elapsed: response.elapsed(),
+            },
+        ),
+        Err(exception) => (
+            serde_json::to_string(exception),
+            Tally::Exception {
+                kind: exception.error().kind(),
+            },
+        ),
+    };
+    let json = json.unwrap_or_else(|e| {
+        format!(r#"{{"ok":false,"error":{{"kind":"record","message":"{e}"}}}}"#)
+    });
+    Line { json, tally }
+}
+
+fn write_lines(
+    output: Box<dyn Write + Send>,
+    lines: mpsc::Receiver<Line>,
+) -> Result<Summary, String> {
+    let mut output = BufWriter::new(output);
+    let mut summary = Summary::new();
+    for line in lines {
+        writeln!(output, "{}", line.json).map_err(|e| format!("writing results: {e}"))?;
+        summary.count(line.tally);
+    }
+    output
+        .flush()
+        .map_err(|e| format!("writing results: {e}"))?;
+    Ok(summary)
+}
+
+struct Summary {
+    statuses: BTreeMap<u16, u64>,
+    errors: BTreeMap<&'static str, u64>,
+    malformed: u64,
+    latency_us: Histogram<u64>,
+    wall: Duration,
+}
+
+impl Summary {
+    fn new() -> Self {
+        Self {
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            malformed: 0,
+            latency_us: Histogram::new(3).expect("3 significant figures is valid"),
+            wall: Duration::ZERO,
+        }
+    }
+
+    fn count(&mut self, tally: Tally) {
+        match tally {
+            Tally::Response { status, elapsed } => {
+                *self.statuses.entry(status).or_default() += 1;
+                let micros = u64::try_from(elapsed.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                // Recording grows the histogram as needed; it only fails past u64::MAX.
+                let _ = self.latency_us.record(micros);
+            }
+            Tally::Exception { kind } => *self.errors.entry(kind).or_default() += 1,
+        }
+    }
+
+    fn all_good(&self) -> bool {
+        self.errors.is_empty() && self.malformed == 0
+    }
+
+    fn print(&self) {
+        let responses: u64 = self.statuses.values().sum();
+        let exceptions: u64 = self.errors.values().sum();
+        let total = responses + exceptions;
+        let seconds = self.wall.as_secs_f64().max(f64::EPSILON);
+        eprintln!(
+            "parfetch: {total} requests in {:.2} s ({:.0}/s): {responses} responses, {exceptions} exceptions, {} malformed lines",
+            self.wall.as_secs_f64(),
+            total as f64 / seconds,
+            self.malformed
+        );
+        if !self.statuses.is_empty() {
+            let statuses: Vec<String> = self
+                .statuses
+                .iter()
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect();
+            eprintln!("  by status: {}", statuses.join(", "));
+            let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1e3;
+            eprintln!(
+                "  latency: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+                ms(0.50),
+                ms(0.95),
+                ms(0.99)
+            );
+        }
+        if !self.errors.is_empty() {
+            let errors: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            eprintln!("  by error: {}", errors.join(", "));
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The `parfetch` command, run as a process against loopback servers.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use support::{TestServer, refused_url};
+
+fn parfetch(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parfetch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("parfetch runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("parfetch ends")
+}
+
+fn records(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn urls_from_stdin_become_json_records_and_exit_zero() {
+    let server = TestServer::start();
+    let input: String = (0..50)
+        .map(|i| server.url(&format!("/bytes/{i}\n")))
+        .collect();
+    let output = parfetch(&["--keep-order"], &input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let records = records(&output);
+    assert_eq!(records.len(), 50);
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record["ok"], true);
+        assert_eq!(record["status"], 200);
+        assert_eq!(record["request"]["url"], server.url(&format!("/bytes/{i}")));
+        assert_eq!(record["body"].as_str().unwrap().len(), i);
+        assert_eq!(record["attempts"], 1);
+    }
+    let summary = stderr(&output);
+    assert!(summary.contains("50 requests"), "{summary}");
+    assert!(summary.contains("200: 50"), "{summary}");
+    assert!(summary.contains("p99"), "{summary}");
+}
+
+#[test]
+fn files_json_specs_and_bad_lines() {
+    let server = TestServer::start();
+    let dir = std::env::temp_dir().join(format!("parfetch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let first = dir.join("first.txt");
+    let second = dir.join("second.jsonl");
+    std::fs::write(
+        &first,
+        format!("# a comment\n{}\n\nnot a url\n", server.url("/a")),
+    )
+    .unwrap();
+    std::fs::write(
+        &second,
+        format!(
+            "{{\"method\": \"POST\", \"url\": \"{}\", \"json\": {{\"id\": 7}}, \"headers\": {{\"X-Id\": \"7\"}}}}\n{{\"url\": \"{}\", \"verify\": false}}\n{{\"url\": 5}}\n",
+            server.url("/echo"),
+            server.url("/b")
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out.jsonl");
+    let output = parfetch(
+        &[
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--keep-order",
+        ],
+        "",
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "malformed lines fail the run"
+    );
+    assert!(output.stdout.is_empty(), "results went to the file");
+    let err = stderr(&output);
+    assert!(err.contains("first.txt:4: not a URL"), "{err}");
+    assert!(err.contains("second.jsonl:2: bad request spec"), "{err}");
+    assert!(err.contains("unknown field `verify`"), "{err}");
+    assert!(
+        err.contains("second.jsonl:3: bad request spec: url: invalid type"),
+        "{err}"
+    );
+    assert!(err.contains("3 malformed lines"), "{err}");
+
+    let written: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0]["request"]["url"], server.url("/a"));
+    let echo: Value = serde_json::from_str(written[1]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body"], r#"{"id":7}"#);
+    assert_eq!(echo["headers"]["x-id"], "7");
+
+    let output = parfetch(
+        &[
+            first.to_str().unwrap(),
+            "--allow-failures",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failed_requests_exit_one_with_typed_records() {
+    let refused = refused_url();
+    let output = parfetch(&[], &format!("{refused}\nftp://127.0.0.1/x\n"));
+    assert_eq!(output.status.code(), Some(1));
+    let records = records(&output);
+    let mut kinds: Vec<&str> = records
+        .iter()
+        .map(|r| r["error"]["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["connect", "unsupported_scheme"]);
+    assert!(records.iter().all(|r| r["ok"] == false));
+    assert!(stderr(&output).contains("by error: connect: 1, unsupported_scheme: 1"));
+
+    let output = parfetch(&["--allow-failures"], &format!("{refused}\n"));
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn http_error_statuses_are_responses_and_exit_zero() {
+    let server = TestServer::start();
+    let output = parfetch(&[], &format!("{}\n", server.url("/status/404")));
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(records(&output)[0]["status"], 404);
+}
+
+#[test]
+fn headers_method_and_retries_apply() {
+    let server = TestServer::start();
+    let output = parfetch(
+        &["-H", "X-Token: abc", "-X", "put", "--keep-order"],
+        &format!("{}\n", server.url("/echo")),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let echo: Value = serde_json::from_str(records(&output)[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["headers"]["x-token"], "abc");
+
+    let output = parfetch(
+        &["--retries", "2"],
+        &format!("{}\n", server.url("/flaky/cli?fail=2")),
+    );
+    let record = &records(&output)[0];
+    assert_eq!(
+        (record["status"].as_u64(), record["attempts"].as_u64()),
+        (Some(200), Some(3))
+    );
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["--timeout", "-1"],
+        &["-H", "no colon"],
+        &["/no/such/file"],
+        &["-j", "0"],
+    ] {
+        let output = parfetch(args, "");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn completion_order_still_writes_every_result_once() {
+    let server = TestServer::start();
+    let input: String = (0..300)
+        .map(|i| server.url(&format!("/delay/{}?i={i}\n", i % 7)))
+        .collect();
+    let output = parfetch(&["-j", "4", "--in-flight", "8"], &input);
+    assert_eq!(output.status.code(), Some(0));
+    let mut urls: Vec<String> = records(&output)
+        .iter()
+        .map(|r| r["request"]["url"].as_str().unwrap().to_owned())
+        .collect();
+    urls.sort();
+    urls.dedup();
+    assert_eq!(urls.len(), 300);
+}
