@@ -1,5 +1,5 @@
-//! Request specs from outside data: arbitrary method, URL, header and query strings, through the
-//! crate's one code path. The fetcher allows no host, so nothing is ever sent: every request
+//! Request specs from outside data: a JSON spec (`Request::from_json`), or arbitrary method,
+//! URL, header and query strings, through the crate's one code path. The fetcher allows no host, so nothing is ever sent: every request
 //! must end as a typed exception naming its URL, and nothing may panic.
 
 #![no_main]
@@ -21,6 +21,14 @@ fn fetcher() -> &'static Fetcher {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
+    // A spec either reads or is a typed error naming a key; one that reads goes through the
+    // same checks as any request.
+    if let Ok(request) = Request::from_json(&text) {
+        let exception = fetcher().execute(&request).expect_err("no host is allowed");
+        assert_eq!(exception.error().url(), request.url());
+        assert!(exception.error().is_invalid_request(), "{}", exception.error());
+        return;
+    }
     let mut parts = text.split('\u{1f}');
     let url = parts.next().unwrap_or_default();
     let method = Method::from_bytes(parts.next().unwrap_or("GET").as_bytes()).unwrap_or(Method::GET);
