@@ -1,5 +1,5 @@
-//! Fetches 5,000 URLs from an embedded loopback server with `fetch_all_with`, on 64 workers,
-//! and prints what came back and how fast.
+//! Fetches 5,000 URLs from an embedded loopback server with `fetch_all_with`, one worker per
+//! core with 32 requests in flight each, and prints what came back and how fast.
 //!
 //! Run it with `cargo run --release --example demo`.
 
@@ -14,7 +14,7 @@ use parfetch::prelude::*;
 use rayon::prelude::*;
 
 const URLS: usize = 5_000;
-const WORKERS: usize = 64;
+const IN_FLIGHT_PER_WORKER: usize = 32;
 
 fn main() -> Result<(), parfetch::BuildError> {
     let server = support::TestServer::start();
@@ -30,8 +30,10 @@ fn main() -> Result<(), parfetch::BuildError> {
         })
         .collect();
 
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let fetcher = Fetcher::builder()
-        .num_processes(WORKERS)
+        .num_processes(workers)
+        .in_flight_per_worker(IN_FLIGHT_PER_WORKER)
         .timeout(Duration::from_secs(5))
         .build()?;
 
@@ -43,14 +45,14 @@ fn main() -> Result<(), parfetch::BuildError> {
     for response in &responses {
         *by_status.entry(response.status().as_u16()).or_default() += 1;
     }
-    let mut by_error: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_error: BTreeMap<&str, usize> = BTreeMap::new();
     for exception in &exceptions {
-        let kind = format!("{:?}", exception.error());
-        let kind = kind.split([' ', '{', '(']).next().unwrap_or("?").to_owned();
-        *by_error.entry(kind).or_default() += 1;
+        *by_error.entry(exception.error().kind()).or_default() += 1;
     }
 
-    println!("fetched {URLS} URLs on {WORKERS} workers in {elapsed:.2?}");
+    println!(
+        "fetched {URLS} URLs on {workers} workers x {IN_FLIGHT_PER_WORKER} in flight in {elapsed:.2?}"
+    );
     println!(
         "  {:.0} requests/s",
         URLS as f64 / elapsed.as_secs_f64().max(f64::EPSILON)

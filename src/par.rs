@@ -71,7 +71,8 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     /// With a dedicated pool ([`num_processes`](crate::FetcherBuilder::num_processes)), the
     /// requests and the adaptors chained after them run on that pool. Positional adaptors
     /// (`zip`, `enumerate`, ...) chained after `fetch_with` on an indexed input make the results
-    /// be collected in the pool first, then handed on.
+    /// be collected first, then handed on, when the fetcher has a dedicated pool or keeps
+    /// several requests in flight per worker.
     fn fetch_with(self, fetcher: &Fetcher) -> Fetch<Self> {
         Fetch {
             base: self,

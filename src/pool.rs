@@ -111,6 +111,8 @@ where
 /// - [`join_all`](Self::join_all) closes the queue, then waits;
 ///   [`join_all_timeout`](Self::join_all_timeout) gives up after a while.
 /// - Sessions are built lazily, one per thread that takes a job, not `num_processes` up front.
+///   Each thread has one job in flight, as in the original (the queue may stay open and idle,
+///   and a finished job's result must not wait for the next one).
 /// - The default is [`Pool::DEFAULT_NUM_PROCESSES`] threads, not the number of CPUs.
 /// - Dropping a running pool returns at once: jobs not started are dropped, the threads end by
 ///   themselves when their current request does.
