@@ -37,6 +37,17 @@ fn fetch_among_good(fetcher: &Fetcher, bad: Request) -> ThreadException {
     exception
 }
 
+/// The exception for a server that reads the request, writes `reply` and closes, fetched among
+/// good requests.
+fn answered_with(reply: &'static [u8]) -> ThreadException {
+    let server = RawServer::start(move |mut stream| {
+        read_head(&mut stream);
+        write_all(&mut stream, reply);
+    });
+    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
+    fetch_among_good(&fetcher, Request::get(server.url("/")))
+}
+
 fn fetcher_with_timeout(timeout: Duration) -> Fetcher {
     Fetcher::builder()
         .num_processes(4)
@@ -54,11 +65,7 @@ fn refused_connection_is_a_connect_error() {
 
 #[test]
 fn server_closing_without_answering_is_a_transport_error() {
-    let server = RawServer::start(|mut stream| {
-        read_head(&mut stream);
-    });
-    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
-    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    let exception = answered_with(b"");
     assert_error!(exception, FetchError::Transport { .. });
 }
 
@@ -97,16 +104,7 @@ fn body_that_stalls_after_the_headers_times_out() {
 
 #[test]
 fn body_shorter_than_its_content_length_is_a_body_error() {
-    let server = RawServer::start(|mut stream| {
-        read_head(&mut stream);
-        write_all(
-            &mut stream,
-            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
-        );
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-    });
-    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
-    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    let exception = answered_with(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this");
     assert_error!(exception, FetchError::Body { .. });
 }
 
@@ -128,12 +126,7 @@ fn connection_reset_in_the_middle_of_the_body_is_a_body_error() {
 
 #[test]
 fn malformed_status_line_is_a_transport_error() {
-    let server = RawServer::start(|mut stream| {
-        read_head(&mut stream);
-        write_all(&mut stream, b"HTTP/1.1 OK-ISH\r\n\r\n");
-    });
-    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
-    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    let exception = answered_with(b"HTTP/1.1 OK-ISH\r\n\r\n");
     assert_error!(exception, FetchError::Transport { .. });
 }
 
@@ -272,15 +265,8 @@ fn a_failing_host_does_not_slow_the_others_down_past_its_timeout() {
 
 #[test]
 fn malformed_header_line_is_a_transport_error() {
-    let server = RawServer::start(|mut stream| {
-        read_head(&mut stream);
-        write_all(
-            &mut stream,
-            b"HTTP/1.1 200 OK\r\nthis line is no header\r\ncontent-length: 2\r\n\r\nok",
-        );
-    });
-    let fetcher = fetcher_with_timeout(Duration::from_secs(5));
-    let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
+    let exception =
+        answered_with(b"HTTP/1.1 200 OK\r\nthis line is no header\r\ncontent-length: 2\r\n\r\nok");
     assert_error!(exception, FetchError::Transport { .. });
 }
 
