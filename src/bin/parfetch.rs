@@ -129,7 +129,7 @@ fn run(args: &Args) -> Result<Summary, String> {
     let bar = if io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {pos} done, {per_sec} {msg} [{elapsed}]")
+            ProgressStyle::with_template("{spinner} {pos} done in {elapsed} {msg}")
                 .map_err(|e| e.to_string())?,
         );
         bar.enable_steady_tick(Duration::from_millis(200));
