@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -281,11 +282,13 @@ impl Fetcher {
             shared.failed.load(Ordering::Relaxed)
         };
         if let Some(ProgressHook(on_progress)) = &shared.settings.on_progress {
-            on_progress(&Progress {
+            let progress = Progress {
                 done,
                 failed,
                 outcome: &outcome,
-            });
+            };
+            // A report must not cost the outcome: a hook that panics is skipped for this one.
+            let _ = catch_unwind(AssertUnwindSafe(|| on_progress(&progress)));
         }
         outcome
     }
@@ -499,6 +502,7 @@ impl FetcherBuilder {
     /// Calls `hook` after each request this fetcher finishes, on the worker that finished it,
     /// with the counts so far: for progress reports, metrics or logs. Keep it quick; it runs
     /// on the request path. Replaces any earlier hook (and [`progress_bar`](Self::progress_bar)).
+    /// If it panics, the panic is caught and the outcome goes on as if nothing happened.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};

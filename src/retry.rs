@@ -90,7 +90,7 @@ impl RetryPolicy {
     }
 
     /// Decides what is worth retrying, in place of the default (retryable errors and the retry
-    /// statuses). Idempotency still applies.
+    /// statuses). Idempotency still applies. A predicate that panics counts as "do not retry".
     ///
     /// ```
     /// use parfetch::RetryPolicy;
@@ -120,7 +120,11 @@ impl RetryPolicy {
             return None;
         }
         let worth_it = match &self.predicate {
-            Some(predicate) => predicate(outcome),
+            // A predicate that panics is taken as "no": the outcome is handed back as it is.
+            Some(predicate) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| predicate(outcome)))
+                    .unwrap_or(false)
+            }
             None => match outcome {
                 Ok(response) => self.statuses.contains(&response.status()),
                 Err(exception) => exception.error().is_retryable(),

@@ -172,3 +172,22 @@ fn zero_in_flight_counts_as_one() {
     assert_eq!(responses.len(), 20);
     assert!(server.stats().max_in_flight() <= 2);
 }
+
+#[test]
+fn a_panicking_progress_hook_costs_no_outcome() {
+    let server = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .num_processes(2)
+        .in_flight_per_worker(4)
+        .on_progress(|progress| {
+            if progress.done % 3 == 0 {
+                panic!("report failed");
+            }
+        })
+        .build()
+        .unwrap();
+    let urls: Vec<String> = (0..60).map(|i| server.url(&format!("/p/{i}"))).collect();
+    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+    assert_eq!((responses.len(), exceptions.len()), (60, 0));
+    assert_eq!(fetcher.progress(), (60, 0));
+}

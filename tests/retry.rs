@@ -224,3 +224,20 @@ fn multiplexed_workers_retry_without_holding_up_the_others() {
         );
     }
 }
+
+#[test]
+fn a_panicking_predicate_means_no_retry_and_loses_nothing() {
+    let server = TestServer::start();
+    let urls: Vec<String> = (0..20)
+        .map(|i| server.url(&format!("/flaky/panic{i}?fail=1")))
+        .collect();
+    let fetcher = fetcher(fast_retries(3).retry_if(|_| panic!("predicate exploded")));
+    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+    assert!(exceptions.is_empty());
+    assert_eq!(responses.len(), 20);
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.status() == 503 && r.attempts() == 1)
+    );
+}
