@@ -6,11 +6,11 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::stream::FuturesOrdered;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
@@ -215,10 +215,54 @@ impl Fetcher {
     /// ```
     pub fn execute(&self, request: impl Into<Request>) -> Result<ThreadResponse, ThreadException> {
         let mut in_flight = InFlight::new(self);
-        in_flight.start(request.into());
-        in_flight
+        in_flight.start(request.into(), 0);
+        let (_, outcome) = in_flight
             .next()
-            .expect("a request was just started, so one outcome is pending")
+            .expect("a request was just started, so one outcome is pending");
+        outcome
+    }
+
+    /// Sends every request, each worker of the current pool keeping up to
+    /// `in_flight_per_worker` in flight and taking the next request as soon as one completes,
+    /// and returns the outcomes in the order of `requests`.
+    ///
+    /// Workers pull requests one by one from a shared cursor rather than from fixed shares, so
+    /// that no worker idles with an empty window while another still has a queue of its own.
+    pub(crate) fn execute_all(&self, requests: Vec<Request>) -> Vec<FetchResult> {
+        let window = self.in_flight_per_worker();
+        let cursor = AtomicUsize::new(0);
+        let outcomes: Vec<OnceLock<FetchResult>> = std::iter::repeat_with(OnceLock::new)
+            .take(requests.len())
+            .collect();
+        self.install(|| {
+            rayon::broadcast(|_| {
+                let mut in_flight = InFlight::new(self);
+                let mut exhausted = false;
+                loop {
+                    while !exhausted && in_flight.len() < window {
+                        let index = cursor.fetch_add(1, Ordering::Relaxed);
+                        match requests.get(index) {
+                            Some(request) => in_flight.start(request.clone(), index),
+                            None => exhausted = true,
+                        }
+                    }
+                    match in_flight.next() {
+                        Some((index, outcome)) => {
+                            let _ = outcomes[index].set(outcome);
+                        }
+                        None => break,
+                    }
+                }
+            });
+        });
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .into_inner()
+                    .expect("every request was taken by a worker and got its outcome")
+            })
+            .collect()
     }
 
     /// This thread's session, built on first use. A failed build is kept too: the hooks are not
@@ -413,11 +457,13 @@ impl FetcherBuilder {
     /// a fraction of their CPU and memory, and leaves the cores to the CPU work chained after
     /// [`fetch`](crate::FetchAll::fetch) in the same pipeline.
     ///
-    /// Outcomes still come out in input order for indexed inputs. Each worker hands on an
-    /// outcome when the requests started before it are done too, and only while it is given new
-    /// items or reaches the end of its share: with `k` > 1, prefer inputs that are not slow to
-    /// produce (a `par_bridge` over a queue that stays open would hold back finished results).
-    /// `0` counts as 1.
+    /// With `k` > 1 a call works in one batch: the input is collected into requests first, every
+    /// worker takes the next request as soon as one of its own completes (so none idles while
+    /// others still have work), and the outcomes, in input order for indexed inputs, are handed
+    /// to the adaptors that follow. Memory grows with the batch, as with
+    /// [`fetch_all`](crate::FetchAll::fetch_all): feed very large inputs in chunks (the
+    /// `parfetch` command does 4,096 lines at a time). `0` counts as 1. [`Pool`](crate::Pool)
+    /// keeps one request in flight per thread.
     ///
     /// ```
     /// let fetcher = parfetch::Fetcher::builder()
@@ -505,7 +551,7 @@ impl FetcherBuilder {
     /// If it panics, the panic is caught and the outcome goes on as if nothing happened.
     ///
     /// ```
-    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     /// use std::sync::Arc;
     ///
     /// let timeouts = Arc::new(AtomicU64::new(0));
@@ -624,9 +670,10 @@ impl FetcherBuilder {
     }
 }
 
-/// Requests in flight on the calling thread's session, handed out in the order they were
-/// started. [`Fetcher::execute`] is one request through it; the [`FetchAll`](crate::FetchAll)
-/// workers keep up to [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker) in it.
+/// Requests in flight on the calling thread's session, each tagged by its caller and handed
+/// out as it completes. [`Fetcher::execute`] is one request through it; with
+/// [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker) above 1, each worker of
+/// [`Fetcher::execute_all`] keeps its window full with it.
 ///
 /// It lives on one thread: its futures belong to that thread's session and runtime.
 pub(crate) struct InFlight<'f> {
@@ -634,15 +681,18 @@ pub(crate) struct InFlight<'f> {
     /// The session that drives the live requests; `None` while every pending outcome is an
     /// error already decided.
     session: Option<&'f Session>,
-    pending: FuturesOrdered<Pin<Box<dyn Future<Output = FetchResult> + 'f>>>,
+    pending: FuturesUnordered<TaggedOutcome<'f>>,
 }
+
+/// A request in flight, resolving to its caller's tag and its outcome.
+type TaggedOutcome<'f> = Pin<Box<dyn Future<Output = (usize, FetchResult)> + 'f>>;
 
 impl<'f> InFlight<'f> {
     pub(crate) fn new(fetcher: &'f Fetcher) -> Self {
         Self {
             fetcher,
             session: None,
-            pending: FuturesOrdered::new(),
+            pending: FuturesUnordered::new(),
         }
     }
 
@@ -651,17 +701,19 @@ impl<'f> InFlight<'f> {
         self.pending.len()
     }
 
-    /// Starts `request`. Nothing is sent until [`next`](Self::next) drives it.
-    pub(crate) fn start(&mut self, request: Request) {
-        let outcome: Pin<Box<dyn Future<Output = FetchResult> + 'f>> = match self.prepare(&request)
-        {
+    /// Starts `request`, tagged `tag`. Nothing is sent until [`next`](Self::next) drives it.
+    pub(crate) fn start(&mut self, request: Request, tag: usize) {
+        let outcome: TaggedOutcome<'f> = match self.prepare(&request) {
             Err(error) => {
                 let rejected = Err(ThreadException::new(request, error, 0));
-                Box::pin(std::future::ready(self.fetcher.finish(rejected)))
+                Box::pin(std::future::ready((tag, self.fetcher.finish(rejected))))
             }
-            Ok(session) => Box::pin(self.fetcher.run(session, request)),
+            Ok(session) => {
+                let fetcher = self.fetcher;
+                Box::pin(async move { (tag, fetcher.run(session, request).await) })
+            }
         };
-        self.pending.push_back(outcome);
+        self.pending.push(outcome);
     }
 
     /// Everything that can fail before sending: the request itself, where it is called from, and
@@ -686,9 +738,9 @@ impl<'f> InFlight<'f> {
         Ok(session)
     }
 
-    /// The outcome of the earliest request started and not handed out, waiting for it while
-    /// driving all of them; `None` when none is pending.
-    pub(crate) fn next(&mut self) -> Option<FetchResult> {
+    /// The first request to complete, with its tag, driving all of them while it waits;
+    /// `None` when none is pending.
+    pub(crate) fn next(&mut self) -> Option<(usize, FetchResult)> {
         match self.session {
             Some(session) => session.block_on(self.pending.next()),
             // Only decided errors are pending: nothing to drive.

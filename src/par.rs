@@ -1,9 +1,8 @@
 //! The [`FetchAll`] extension trait and its lazy [`Fetch`] adaptor.
 
-use rayon::iter::plumbing::{Consumer, Folder, ProducerCallback, UnindexedConsumer};
+use rayon::iter::plumbing::{Consumer, ProducerCallback, UnindexedConsumer};
 use rayon::iter::{Either, IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
-use crate::fetcher::InFlight;
 use crate::{Fetcher, Request, ThreadException, ThreadResponse};
 
 /// What one request becomes: a response (any HTTP status) or an exception.
@@ -71,8 +70,9 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     /// With a dedicated pool ([`num_processes`](crate::FetcherBuilder::num_processes)), the
     /// requests and the adaptors chained after them run on that pool. Positional adaptors
     /// (`zip`, `enumerate`, ...) chained after `fetch_with` on an indexed input make the results
-    /// be collected first, then handed on, when the fetcher has a dedicated pool or keeps
-    /// several requests in flight per worker.
+    /// be collected first, then handed on, when the fetcher has a dedicated pool. With several
+    /// requests in flight per worker, every call runs as one batch
+    /// ([`in_flight_per_worker`](crate::FetcherBuilder::in_flight_per_worker)).
     fn fetch_with(self, fetcher: &Fetcher) -> Fetch<Self> {
         Fetch {
             base: self,
@@ -118,7 +118,16 @@ where
         C: UnindexedConsumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        fetcher.install(|| base.drive_unindexed(FetchConsumer::new(consumer, &fetcher)))
+        if fetcher.in_flight_per_worker() > 1 {
+            return fetcher
+                .execute_all(fetcher.install(|| base.map(Into::into).collect()))
+                .into_par_iter()
+                .drive_unindexed(consumer);
+        }
+        fetcher.install(|| {
+            base.map(|item| fetcher.execute(item))
+                .drive_unindexed(consumer)
+        })
     }
 
     fn opt_len(&self) -> Option<usize> {
@@ -139,7 +148,13 @@ where
         C: Consumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        fetcher.install(|| base.drive(FetchConsumer::new(consumer, &fetcher)))
+        if fetcher.in_flight_per_worker() > 1 {
+            return fetcher
+                .execute_all(fetcher.install(|| base.map(Into::into).collect()))
+                .into_par_iter()
+                .drive(consumer);
+        }
+        fetcher.install(|| base.map(|item| fetcher.execute(item)).drive(consumer))
     }
 
     fn with_producer<CB>(self, callback: CB) -> CB::Output
@@ -148,120 +163,13 @@ where
     {
         let Fetch { base, fetcher } = self;
         if fetcher.is_outside_own_pool() || fetcher.in_flight_per_worker() > 1 {
-            // A producer callback need not be `Send`, so it cannot move into the dedicated pool,
-            // and a producer hands out items one by one, with no room for several in flight:
-            // the requests run through the consumer path and their outcomes are handed on.
+            // A producer callback need not be `Send`, so it cannot move into the dedicated pool:
+            // the requests run through `drive` and their outcomes are handed on from here.
             let outcomes: Vec<FetchResult> = Fetch { base, fetcher }.collect();
             outcomes.into_par_iter().with_producer(callback)
         } else {
             base.map(|item| fetcher.execute(item))
                 .with_producer(callback)
         }
-    }
-}
-
-/// Turns each request item into its outcome for the consumer downstream, keeping up to
-/// [`in_flight_per_worker`](crate::FetcherBuilder::in_flight_per_worker) requests in flight
-/// per folder.
-struct FetchConsumer<'f, C> {
-    downstream: C,
-    fetcher: &'f Fetcher,
-}
-
-impl<'f, C> FetchConsumer<'f, C> {
-    fn new(downstream: C, fetcher: &'f Fetcher) -> Self {
-        Self {
-            downstream,
-            fetcher,
-        }
-    }
-}
-
-impl<'f, T, C> Consumer<T> for FetchConsumer<'f, C>
-where
-    T: Into<Request>,
-    C: Consumer<FetchResult>,
-{
-    type Folder = FetchFolder<'f, C::Folder>;
-    type Reducer = C::Reducer;
-    type Result = C::Result;
-
-    fn split_at(self, index: usize) -> (Self, Self, Self::Reducer) {
-        let (left, right, reducer) = self.downstream.split_at(index);
-        (
-            Self::new(left, self.fetcher),
-            Self::new(right, self.fetcher),
-            reducer,
-        )
-    }
-
-    fn into_folder(self) -> Self::Folder {
-        FetchFolder {
-            downstream: self.downstream.into_folder(),
-            in_flight: InFlight::new(self.fetcher),
-            limit: self.fetcher.in_flight_per_worker(),
-        }
-    }
-
-    fn full(&self) -> bool {
-        self.downstream.full()
-    }
-}
-
-impl<T, C> UnindexedConsumer<T> for FetchConsumer<'_, C>
-where
-    T: Into<Request>,
-    C: UnindexedConsumer<FetchResult>,
-{
-    fn split_off_left(&self) -> Self {
-        Self::new(self.downstream.split_off_left(), self.fetcher)
-    }
-
-    fn to_reducer(&self) -> Self::Reducer {
-        self.downstream.to_reducer()
-    }
-}
-
-/// One worker's share of the requests: starts each, and hands outcomes on in order once
-/// `limit` are in flight, and all of them at the end.
-struct FetchFolder<'f, F> {
-    downstream: F,
-    in_flight: InFlight<'f>,
-    limit: usize,
-}
-
-impl<F: Folder<FetchResult>> FetchFolder<'_, F> {
-    /// Hands outcomes on, waiting for each, until at most `keep` requests are in flight or the
-    /// downstream wants no more.
-    fn hand_on_until(mut self, keep: usize) -> Self {
-        while self.in_flight.len() > keep && !self.downstream.full() {
-            match self.in_flight.next() {
-                Some(outcome) => self.downstream = self.downstream.consume(outcome),
-                None => break,
-            }
-        }
-        self
-    }
-}
-
-impl<T, F> Folder<T> for FetchFolder<'_, F>
-where
-    T: Into<Request>,
-    F: Folder<FetchResult>,
-{
-    type Result = F::Result;
-
-    fn consume(mut self, item: T) -> Self {
-        self.in_flight.start(item.into());
-        let keep = self.limit - 1;
-        self.hand_on_until(keep)
-    }
-
-    fn complete(self) -> F::Result {
-        self.hand_on_until(0).downstream.complete()
-    }
-
-    fn full(&self) -> bool {
-        self.downstream.full()
     }
 }
