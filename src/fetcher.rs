@@ -214,12 +214,31 @@ impl Fetcher {
     /// }
     /// ```
     pub fn execute(&self, request: impl Into<Request>) -> Result<ThreadResponse, ThreadException> {
-        let mut in_flight = InFlight::new(self);
-        in_flight.start(request.into(), 0);
-        let (_, outcome) = in_flight
-            .next()
-            .expect("a request was just started, so one outcome is pending");
-        outcome
+        let request = request.into();
+        match self.prepare(&request) {
+            Err(error) => self.finish(Err(ThreadException::new(request, error, 0))),
+            Ok(session) => session.block_on(self.run(session, request)),
+        }
+    }
+
+    /// Everything that can fail before sending: the request itself, its host, where it is
+    /// called from, and this thread's session.
+    fn prepare(&self, request: &Request) -> Result<&Session, FetchError> {
+        let url = request.checked_url()?;
+        if !self.shared.settings.allows(url) {
+            return Err(FetchError::HostNotAllowed {
+                url: request.url().to_owned(),
+                host: url.host_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let session_error = |reason: &str| FetchError::Session {
+            url: request.url().to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(reason) = crate::session::unusable_here() {
+            return Err(session_error(reason));
+        }
+        self.session().map_err(session_error)
     }
 
     /// Sends every request, each worker of the current pool keeping up to
@@ -671,9 +690,9 @@ impl FetcherBuilder {
 }
 
 /// Requests in flight on the calling thread's session, each tagged by its caller and handed
-/// out as it completes. [`Fetcher::execute`] is one request through it; with
-/// [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker) above 1, each worker of
-/// [`Fetcher::execute_all`] keeps its window full with it.
+/// out as it completes: with [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker)
+/// above 1, each worker of [`Fetcher::execute_all`] keeps its window full with it. Like
+/// [`Fetcher::execute`], it sends every request through [`Fetcher::run`].
 ///
 /// It lives on one thread: its futures belong to that thread's session and runtime.
 pub(crate) struct InFlight<'f> {
@@ -716,24 +735,10 @@ impl<'f> InFlight<'f> {
         self.pending.push(outcome);
     }
 
-    /// Everything that can fail before sending: the request itself, where it is called from, and
-    /// this thread's session.
+    /// Checks `request` and this thread's session (see [`Fetcher::prepare`]), keeping the
+    /// session that will drive it.
     fn prepare(&mut self, request: &Request) -> Result<&'f Session, FetchError> {
-        let url = request.checked_url()?;
-        if !self.fetcher.shared.settings.allows(url) {
-            return Err(FetchError::HostNotAllowed {
-                url: request.url().to_owned(),
-                host: url.host_str().unwrap_or_default().to_owned(),
-            });
-        }
-        let session_error = |reason: &str| FetchError::Session {
-            url: request.url().to_owned(),
-            reason: reason.to_owned(),
-        };
-        if let Some(reason) = crate::session::unusable_here() {
-            return Err(session_error(reason));
-        }
-        let session = self.fetcher.session().map_err(session_error)?;
+        let session = self.fetcher.prepare(request)?;
         self.session = Some(session);
         Ok(session)
     }
