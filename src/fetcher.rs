@@ -197,8 +197,8 @@ impl Fetcher {
         }
     }
 
-    /// Sends one request with the calling thread's session and reads its body: the one code path
-    /// every request of this crate takes.
+    /// Sends one request with the calling thread's session and reads its body, the way every
+    /// request of this crate is sent (checks, host limits, retries, timeout, body cap).
     ///
     /// It blocks the calling thread until the response is read or the timeout runs out.
     ///

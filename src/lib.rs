@@ -47,8 +47,8 @@
 //!   `auth_generator`) and reused, keep-alive connections included, by every later request on
 //!   that thread. Without an explicit fetcher, the process-wide [`Fetcher::global`] is used.
 //! - [`Fetcher::execute`] sends one request and reads its body, capped at
-//!   [`max_body_bytes`](FetcherBuilder::max_body_bytes), within the timeout. Every method of
-//!   this crate goes through it.
+//!   [`max_body_bytes`](FetcherBuilder::max_body_bytes), within the timeout. The trait, `Pool`,
+//!   `map` and the command send every request the same way, through one internal function.
 //! - The outcome is a [`ThreadResponse`] for any HTTP status, 4xx and 5xx included, or a
 //!   [`ThreadException`] holding the [`FetchError`]. Both carry the request they came from.
 //!
