@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
 use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
 use url::Url;
@@ -214,16 +214,23 @@ impl Fetcher {
     /// }
     /// ```
     pub fn execute(&self, request: impl Into<Request>) -> Result<ThreadResponse, ThreadException> {
-        let request = request.into();
-        match self.prepare(&request) {
-            Err(error) => self.finish(Err(ThreadException::new(request, error, 0))),
-            Ok(session) => session.block_on(self.run(session, request)),
+        match self.prepare(request.into()) {
+            Ok((session, request)) => session.block_on(self.run(session, request)),
+            Err(rejected) => self.finish(Err(rejected)),
+        }
+    }
+
+    /// The session to send `request` with, or the exception that rejects it unsent.
+    fn prepare(&self, request: Request) -> Result<(&Session, Request), ThreadException> {
+        match self.check(&request) {
+            Ok(session) => Ok((session, request)),
+            Err(error) => Err(ThreadException::new(request, error, 0)),
         }
     }
 
     /// Everything that can fail before sending: the request itself, its host, where it is
     /// called from, and this thread's session.
-    fn prepare(&self, request: &Request) -> Result<&Session, FetchError> {
+    fn check(&self, request: &Request) -> Result<&Session, FetchError> {
         let url = request.checked_url()?;
         if !self.shared.settings.allows(url) {
             return Err(FetchError::HostNotAllowed {
@@ -261,7 +268,11 @@ impl Fetcher {
                     while !exhausted && in_flight.len() < window {
                         let index = cursor.fetch_add(1, Ordering::Relaxed);
                         match requests.get(index) {
-                            Some(request) => in_flight.start(request.clone(), index),
+                            Some(request) => {
+                                if let Some(rejected) = in_flight.start(request.clone(), index) {
+                                    let _ = outcomes[index].set(rejected);
+                                }
+                            }
                             None => exhausted = true,
                         }
                     }
@@ -697,8 +708,7 @@ impl FetcherBuilder {
 /// It lives on one thread: its futures belong to that thread's session and runtime.
 pub(crate) struct InFlight<'f> {
     fetcher: &'f Fetcher,
-    /// The session that drives the live requests; `None` while every pending outcome is an
-    /// error already decided.
+    /// The session that drives the requests; `None` until one is started.
     session: Option<&'f Session>,
     pending: FuturesUnordered<TaggedOutcome<'f>>,
 }
@@ -720,37 +730,26 @@ impl<'f> InFlight<'f> {
         self.pending.len()
     }
 
-    /// Starts `request`, tagged `tag`. Nothing is sent until [`next`](Self::next) drives it.
-    pub(crate) fn start(&mut self, request: Request, tag: usize) {
-        let outcome: TaggedOutcome<'f> = match self.prepare(&request) {
-            Err(error) => {
-                let rejected = Err(ThreadException::new(request, error, 0));
-                Box::pin(std::future::ready((tag, self.fetcher.finish(rejected))))
-            }
-            Ok(session) => {
-                let fetcher = self.fetcher;
-                Box::pin(async move { (tag, fetcher.run(session, request).await) })
-            }
+    /// Starts `request`, tagged `tag`; nothing is sent until [`next`](Self::next) drives it.
+    /// A request that cannot be sent is not started: its outcome is returned at once.
+    pub(crate) fn start(&mut self, request: Request, tag: usize) -> Option<FetchResult> {
+        let (session, request) = match self.fetcher.prepare(request) {
+            Ok(ready) => ready,
+            Err(rejected) => return Some(self.fetcher.finish(Err(rejected))),
         };
-        self.pending.push(outcome);
-    }
-
-    /// Checks `request` and this thread's session (see [`Fetcher::prepare`]), keeping the
-    /// session that will drive it.
-    fn prepare(&mut self, request: &Request) -> Result<&'f Session, FetchError> {
-        let session = self.fetcher.prepare(request)?;
         self.session = Some(session);
-        Ok(session)
+        let fetcher = self.fetcher;
+        self.pending.push(Box::pin(async move {
+            (tag, fetcher.run(session, request).await)
+        }));
+        None
     }
 
     /// The first request to complete, with its tag, driving all of them while it waits;
     /// `None` when none is pending.
     pub(crate) fn next(&mut self) -> Option<(usize, FetchResult)> {
-        match self.session {
-            Some(session) => session.block_on(self.pending.next()),
-            // Only decided errors are pending: nothing to drive.
-            None => self.pending.next().now_or_never().flatten(),
-        }
+        let session = self.session?;
+        session.block_on(self.pending.next())
     }
 }
 

@@ -34,7 +34,7 @@ pub(crate) struct Admission {
 impl HostLimits {
     pub(crate) fn new(max_in_flight: Option<usize>, requests_per_second: Option<f64>) -> Self {
         Self {
-            max_in_flight: max_in_flight.map(|n| n.max(1)),
+            max_in_flight,
             min_interval: requests_per_second
                 .filter(|rate| rate.is_finite() && *rate > 0.0)
                 .map(|rate| Duration::from_secs_f64(1.0 / rate)),

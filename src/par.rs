@@ -118,15 +118,15 @@ where
         C: UnindexedConsumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.in_flight_per_worker() > 1 {
-            return fetcher
-                .execute_all(fetcher.install(|| base.map(Into::into).collect()))
-                .into_par_iter()
-                .drive_unindexed(consumer);
-        }
         fetcher.install(|| {
-            base.map(|item| fetcher.execute(item))
-                .drive_unindexed(consumer)
+            if fetcher.in_flight_per_worker() > 1 {
+                fetch_as_batch(base, &fetcher)
+                    .into_par_iter()
+                    .drive_unindexed(consumer)
+            } else {
+                base.map(|item| fetcher.execute(item))
+                    .drive_unindexed(consumer)
+            }
         })
     }
 
@@ -148,13 +148,15 @@ where
         C: Consumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.in_flight_per_worker() > 1 {
-            return fetcher
-                .execute_all(fetcher.install(|| base.map(Into::into).collect()))
-                .into_par_iter()
-                .drive(consumer);
-        }
-        fetcher.install(|| base.map(|item| fetcher.execute(item)).drive(consumer))
+        fetcher.install(|| {
+            if fetcher.in_flight_per_worker() > 1 {
+                fetch_as_batch(base, &fetcher)
+                    .into_par_iter()
+                    .drive(consumer)
+            } else {
+                base.map(|item| fetcher.execute(item)).drive(consumer)
+            }
+        })
     }
 
     fn with_producer<CB>(self, callback: CB) -> CB::Output
@@ -172,4 +174,13 @@ where
                 .with_producer(callback)
         }
     }
+}
+
+/// With several requests in flight per worker: the whole input as one batch, its outcomes in
+/// input order. Runs where it is called (inside the fetcher's pool, if it has one).
+fn fetch_as_batch<I>(base: I, fetcher: &Fetcher) -> Vec<FetchResult>
+where
+    I: ParallelIterator<Item: Into<Request>>,
+{
+    fetcher.execute_all(base.map(Into::into).collect())
 }

@@ -454,18 +454,15 @@ impl Outcomes {
 /// Runs the queue through [`FetchAll`] on the fetcher's pool until the queue is closed and
 /// drained, or the pool is dropped.
 fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
-    let recorder = Arc::clone(&outcomes);
-    let cancelled = Arc::clone(&outcomes);
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    // A panic here would be a bug of this crate (`execute` catches the user's); even then,
+    // waiters must not hang.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         jobs.into_iter()
-            .take_while(|_| !cancelled.cancelled.load(Ordering::SeqCst))
+            .take_while(|_| !outcomes.cancelled.load(Ordering::SeqCst))
             .par_bridge()
             .fetch_with(&fetcher)
-            .for_each(|outcome| recorder.record(outcome));
+            .for_each(|outcome| outcomes.record(outcome));
     }));
-    // Never reached in normal operation (`execute` does not panic); if it is, waiters must not
-    // hang.
-    let _ = run;
     outcomes.driver_stopped();
 }
 

@@ -189,6 +189,7 @@ fn usage_errors_exit_two() {
         &["--no-such-flag"][..],
         &["--timeout", "-1"],
         &["-H", "no colon"],
+        &["-H", "bad name: v"],
         &["/no/such/file"],
         &["-j", "0"],
     ] {

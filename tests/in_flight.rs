@@ -191,3 +191,20 @@ fn a_panicking_progress_hook_costs_no_outcome() {
     assert_eq!((responses.len(), exceptions.len()), (60, 0));
     assert_eq!(fetcher.progress(), (60, 0));
 }
+
+#[test]
+fn adaptors_after_a_multiplexed_fetch_run_on_the_dedicated_pool() {
+    let server = TestServer::start();
+    let urls: Vec<String> = (0..40).map(|i| server.url(&format!("/t/{i}"))).collect();
+    let fetcher = multiplexed(3, 4);
+    let names: Vec<String> = urls
+        .par_iter()
+        .fetch_with(&fetcher)
+        .map(|_| std::thread::current().name().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(names.len(), 40);
+    assert!(
+        names.iter().all(|name| name.starts_with("parfetch-")),
+        "{names:?}"
+    );
+}

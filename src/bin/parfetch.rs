@@ -113,12 +113,16 @@ fn run(args: &Args) -> Result<Summary, String> {
         .headers
         .iter()
         .map(|header| {
-            header
-                .split_once(':')
-                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-                .ok_or_else(|| format!("header {header:?} is not \"Name: value\""))
+            let not_a_header = || format!("header {header:?} is not \"Name: value\"");
+            let (name, value) = header.split_once(':').ok_or_else(not_a_header)?;
+            let (name, value) = (name.trim(), value.trim());
+            // Checked here, once, rather than failing every request of the run.
+            parfetch::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| not_a_header())?;
+            parfetch::header::HeaderValue::from_str(value).map_err(|_| not_a_header())?;
+            Ok((name.to_owned(), value.to_owned()))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, String>>()?;
     let seconds = |value: f64, what: &str| {
         Duration::try_from_secs_f64(value)
             .ok()
