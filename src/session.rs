@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{ClientBuilder, StatusCode};
 use url::Url;
 
@@ -201,7 +201,7 @@ async fn receive(
 ) -> Result<Received, FetchError> {
     let client_error = |error| FetchError::from_client(url_as_given, error);
 
-    let mut response = pending.send().await.map_err(client_error)?;
+    let response = pending.send().await.map_err(client_error)?;
     let declared_length = response.content_length();
     if declared_length.is_some_and(|length| length > max_body_bytes) {
         return Err(FetchError::BodyTooLarge {
@@ -210,16 +210,9 @@ async fn receive(
         });
     }
     let status = response.status();
-    let headers = std::mem::take(response.headers_mut());
+    let headers = detached(response.headers());
     let url = response.url().clone();
-
-    let body = if declared_length.is_some() {
-        // The body is framed by its declared length, checked above, so it cannot grow past it:
-        // the client's own collector reads it with the fewest copies.
-        response.bytes().await.map_err(client_error)?
-    } else {
-        read_capped(response, url_as_given, max_body_bytes).await?
-    };
+    let body = read_body(response, url_as_given, declared_length, max_body_bytes).await?;
     Ok(Received {
         status,
         headers,
@@ -228,41 +221,67 @@ async fn receive(
     })
 }
 
-/// Reads a body of unknown length, chunk by chunk, failing as soon as it is longer than
+/// The most a body's declared length reserves before its bytes arrive: a server may declare
+/// more than it sends, and what it does send is checked against `max_body_bytes` anyway.
+const MAX_UP_FRONT_RESERVATION: u64 = 8 << 20;
+
+/// Reads the whole body into storage of its own, failing as soon as it is longer than
 /// `max_body_bytes`.
-async fn read_capped(
+///
+/// The client hands the body over in slices of the connection's read buffer, which can be
+/// hundreds of KiB: keeping such a slice (or the header values, which are slices of the same
+/// buffer) would keep the whole buffer alive for as long as the response is kept. A batch keeps
+/// every response, so each body is copied once into an allocation of exactly its length.
+async fn read_body(
     mut response: reqwest::Response,
     url_as_given: &str,
+    declared_length: Option<u64>,
     max_body_bytes: u64,
 ) -> Result<Bytes, FetchError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut total: u64 = 0;
+    let reservation = declared_length.map_or(0, |length| length.min(MAX_UP_FRONT_RESERVATION));
+    let mut body = BytesMut::with_capacity(usize::try_from(reservation).unwrap_or(0));
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|error| FetchError::from_client(url_as_given, error))?
     {
-        total += chunk.len() as u64;
-        if total > max_body_bytes {
+        if (body.len() + chunk.len()) as u64 > max_body_bytes {
             return Err(FetchError::BodyTooLarge {
                 url: url_as_given.to_owned(),
                 limit: max_body_bytes,
             });
         }
-        chunks.push(chunk);
+        body.extend_from_slice(&chunk);
     }
-    // A body that arrived as one chunk is kept as is; only longer ones are copied together.
-    Ok(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
-        _ => {
-            let mut joined = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
-            for chunk in &chunks {
-                joined.extend_from_slice(chunk);
-            }
-            joined.freeze()
-        }
+    // A body of unknown length grew by doubling; give back what it did not fill.
+    Ok(if body.capacity() > body.len() {
+        Bytes::copy_from_slice(&body)
+    } else {
+        body.freeze()
     })
+}
+
+/// A copy of `headers` whose values live in one allocation of their own, instead of in the
+/// connection's read buffer (see [`read_body`]).
+fn detached(headers: &HeaderMap) -> HeaderMap {
+    let mut storage = BytesMut::with_capacity(headers.iter().map(|(_, v)| v.len()).sum());
+    for (_, value) in headers {
+        storage.extend_from_slice(value.as_bytes());
+    }
+    let storage = storage.freeze();
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    let mut start = 0;
+    for (name, value) in headers {
+        let end = start + value.len();
+        // The bytes were a valid header value a moment ago, so this cannot fail; if it ever
+        // did, sharing the original value is still correct, only less frugal.
+        let mut owned = HeaderValue::from_maybe_shared(storage.slice(start..end))
+            .unwrap_or_else(|_| value.clone());
+        owned.set_sensitive(value.is_sensitive());
+        copy.append(name.clone(), owned);
+        start = end;
+    }
+    copy
 }
 
 /// Runs one user hook, turning a panic into an error that names the hook.

@@ -1,0 +1,67 @@
+//! What a kept response costs in memory: its own bytes, not the connection buffer it was read
+//! from. Alone in its own test binary, because it counts every allocation of the process.
+
+mod support;
+
+use std::alloc::System;
+
+use parfetch::prelude::*;
+use parfetch::{Fetcher, ThreadResponse};
+use rayon::prelude::*;
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use support::TestServer;
+
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated and not yet freed, by every thread of the process.
+fn live_bytes() -> isize {
+    let stats = ALLOCATOR.stats();
+    stats.bytes_allocated as isize - stats.bytes_deallocated as isize
+}
+
+/// The bytes that `count` kept responses of `path` hold, per response, once the batch is done.
+fn kept_bytes_per_response(server: &TestServer, path: &str, count: usize) -> (isize, usize) {
+    let fetcher = Fetcher::builder().num_processes(2).build().unwrap();
+    let urls: Vec<String> = (0..count)
+        .map(|i| server.url(&format!("{path}?i={i}")))
+        .collect();
+    // Every worker builds its session and connection first, so that they are not counted.
+    let (warm_up, failed) = urls.par_iter().fetch_all_with(&fetcher);
+    assert!(failed.is_empty(), "{failed:?}");
+    drop(warm_up);
+
+    let before = live_bytes();
+    let (responses, failed) = urls.par_iter().fetch_all_with(&fetcher);
+    let after = live_bytes();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(responses.len(), count);
+    let body_bytes = responses.iter().map(|r| r.bytes().len()).sum::<usize>() / count;
+    let kept: Vec<ThreadResponse> = responses;
+    ((after - before) / kept.len() as isize, body_bytes)
+}
+
+#[test]
+fn a_kept_small_response_holds_its_own_bytes_not_the_read_buffer() {
+    let server = TestServer::start();
+    let (per_response, body) = kept_bytes_per_response(&server, "/bytes/100", 1_000);
+    assert_eq!(body, 100);
+    // The client reads into buffers of at least 8 KiB; a response that kept a slice of one
+    // (its body or a header value) would hold all of it.
+    assert!(
+        per_response < 4 << 10,
+        "each kept 100-byte response holds {per_response} bytes"
+    );
+}
+
+#[test]
+fn a_kept_large_response_holds_little_more_than_its_body() {
+    let server = TestServer::start();
+    let (per_response, body) = kept_bytes_per_response(&server, "/bytes/1048576", 24);
+    assert_eq!(body, 1 << 20);
+    // The read buffer grows to about 400 KiB for large bodies: a kept slice of it would show.
+    assert!(
+        per_response < (1 << 20) + (16 << 10),
+        "each kept 1 MiB response holds {per_response} bytes"
+    );
+}
