@@ -14,8 +14,12 @@
 //!   runtime, bodies read fully;
 //!
 //! Every contender keeps the bodies until the batch is done, as `fetch_all` does;
-//! - `rayon-reqwest`: the best hand-written loop: a rayon pool of C threads, a `ThreadLocal`
-//!   current-thread runtime and async reqwest client per thread, `block_on` in the worker;
+//! - `rayon-reqwest`: the hand-written loop of the original's model: a rayon pool of C threads,
+//!   a `ThreadLocal` current-thread runtime and async reqwest client per thread, `block_on` per
+//!   request in the worker;
+//! - `rayon-reqwest-multiplexed`: the best hand-written loop we could write, the design of
+//!   `parfetch-multiplexed` without the crate: one thread per core, each with its own runtime and
+//!   client, `buffer_unordered(C / cores)` over a shared cursor, inside one `block_on`;
 //! - `python-toolbelt`: `requests_toolbelt.threaded.map(num_processes=C)`, through
 //!   `benches/toolbelt_map.py`, when `python3 -c 'import requests_toolbelt'` works
 //!   (`pip install requests-toolbelt`); skipped with a message otherwise.
@@ -92,11 +96,12 @@ const WORKLOADS: [Workload; 4] = [
 /// would compare different work.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-const CONTENDERS: [&str; 5] = [
+const CONTENDERS: [&str; 6] = [
     "parfetch",
     "parfetch-multiplexed",
     "async-reqwest",
     "rayon-reqwest",
+    "rayon-reqwest-multiplexed",
     "python-toolbelt",
 ];
 
@@ -147,15 +152,16 @@ fn client(contender: &str, workload: &str, base: &str) {
     let c = workload.concurrency;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
+    // The multiplexed contenders: as many threads as cores, the concurrency spread over them.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let body_lengths: Vec<Option<usize>> = match contender {
         "parfetch" => run_parfetch(&urls, c, 1),
-        "parfetch-multiplexed" => {
-            // As many threads as cores, the concurrency spread over them.
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            run_parfetch(&urls, threads, c.div_ceil(threads))
-        }
+        "parfetch-multiplexed" => run_parfetch(&urls, threads, c.div_ceil(threads)),
         "async-reqwest" => run_async_reqwest(&urls, c),
         "rayon-reqwest" => run_rayon_reqwest(&urls, c),
+        "rayon-reqwest-multiplexed" => {
+            run_rayon_reqwest_multiplexed(&urls, threads, c.div_ceil(threads))
+        }
         other => panic!("unknown contender {other}"),
     };
     let wall = started.elapsed().as_secs_f64();
@@ -224,39 +230,80 @@ fn kept_lengths(bodies: &[Option<bytes::Bytes>]) -> Vec<Option<usize>> {
         .collect()
 }
 
+/// One worker's session in the hand-written loops: its runtime and the client it drives.
+type HandSession = (tokio::runtime::Runtime, reqwest::Client);
+
+fn hand_session() -> HandSession {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let entered = runtime.enter();
+    // Plain http only: an empty root store skips loading the system's roots per client.
+    let client = reqwest::Client::builder()
+        .tls_certs_only(std::iter::empty())
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("client");
+    drop(entered);
+    (runtime, client)
+}
+
+async fn hand_fetch(client: &reqwest::Client, url: &str) -> Option<bytes::Bytes> {
+    let response = client.get(url).send().await.ok()?;
+    response.bytes().await.ok()
+}
+
 fn run_rayon_reqwest(urls: &[String], c: usize) -> Vec<Option<usize>> {
-    type Session = (tokio::runtime::Runtime, reqwest::Client);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(c)
         .build()
         .expect("pool");
-    let sessions: thread_local::ThreadLocal<Session> = thread_local::ThreadLocal::new();
-    let session = || -> Session {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let _entered = runtime.enter();
-        // Plain http only: an empty root store skips loading the system's roots per client.
-        let client = reqwest::Client::builder()
-            .tls_certs_only(std::iter::empty())
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("client");
-        drop(_entered);
-        (runtime, client)
-    };
+    let sessions: thread_local::ThreadLocal<HandSession> = thread_local::ThreadLocal::new();
     let bodies = pool.install(|| {
         urls.par_iter()
             .map(|url| {
-                let (runtime, client) = sessions.get_or(session);
-                runtime.block_on(async {
-                    let response = client.get(url).send().await.ok()?;
-                    response.bytes().await.ok()
-                })
+                let (runtime, client) = sessions.get_or(hand_session);
+                runtime.block_on(hand_fetch(client, url))
             })
             .collect::<Vec<Option<bytes::Bytes>>>()
     });
+    kept_lengths(&bodies)
+}
+
+fn run_rayon_reqwest_multiplexed(
+    urls: &[String],
+    threads: usize,
+    in_flight: usize,
+) -> Vec<Option<usize>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    let cursor = std::sync::atomic::AtomicUsize::new(0);
+    let bodies: Vec<std::sync::OnceLock<Option<bytes::Bytes>>> =
+        urls.iter().map(|_| std::sync::OnceLock::new()).collect();
+    pool.broadcast(|_| {
+        let (runtime, client) = hand_session();
+        let client = &client;
+        let next = std::iter::from_fn(|| {
+            let index = cursor.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            urls.get(index).map(|url| (index, url))
+        });
+        runtime.block_on(
+            futures::stream::iter(next)
+                .map(|(index, url)| async move { (index, hand_fetch(client, url).await) })
+                .buffer_unordered(in_flight)
+                .for_each(|(index, body)| {
+                    let _ = bodies[index].set(body);
+                    std::future::ready(())
+                }),
+        );
+    });
+    let bodies: Vec<Option<bytes::Bytes>> = bodies
+        .into_iter()
+        .map(|body| body.into_inner().flatten())
+        .collect();
     kept_lengths(&bodies)
 }
 

@@ -1,17 +1,14 @@
-//! [`Fetcher`]: configuration, the per-worker sessions, an optional dedicated pool, and
-//! [`Fetcher::execute`], the one function that sends a request.
+//! [`Fetcher`]: configuration, the per-worker sessions, an optional dedicated pool, and the one
+//! path every request takes (`Fetcher::run`), from [`Fetcher::execute`] or a batch's workers.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
 use url::Url;
@@ -214,23 +211,20 @@ impl Fetcher {
     /// }
     /// ```
     pub fn execute(&self, request: impl Into<Request>) -> Result<ThreadResponse, ThreadException> {
-        match self.prepare(request.into()) {
-            Ok((session, request)) => session.block_on(self.run(session, request)),
-            Err(rejected) => self.finish(Err(rejected)),
+        let request = request.into();
+        // The request is checked before this thread's session is built for it.
+        let ready = self.check(&request).and_then(|()| {
+            self.session_here()
+                .map_err(|reason| session_error(&request, reason))
+        });
+        match ready {
+            Ok(session) => session.block_on(self.run(session, request)),
+            Err(error) => self.unsent(request, error),
         }
     }
 
-    /// The session to send `request` with, or the exception that rejects it unsent.
-    fn prepare(&self, request: Request) -> Result<(&Session, Request), ThreadException> {
-        match self.check(&request) {
-            Ok(session) => Ok((session, request)),
-            Err(error) => Err(ThreadException::new(request, error, 0)),
-        }
-    }
-
-    /// Everything that can fail before sending: the request itself, its host, where it is
-    /// called from, and this thread's session.
-    fn check(&self, request: &Request) -> Result<&Session, FetchError> {
+    /// What stops `request` before it is sent, if anything: its URL or its host.
+    fn check(&self, request: &Request) -> Result<(), FetchError> {
         let url = request.checked_url()?;
         if !self.shared.settings.allows(url) {
             return Err(FetchError::HostNotAllowed {
@@ -238,14 +232,12 @@ impl Fetcher {
                 host: url.host_str().unwrap_or_default().to_owned(),
             });
         }
-        let session_error = |reason: &str| FetchError::Session {
-            url: request.url().to_owned(),
-            reason: reason.to_owned(),
-        };
-        if let Some(reason) = crate::session::unusable_here() {
-            return Err(session_error(reason));
-        }
-        self.session().map_err(session_error)
+        Ok(())
+    }
+
+    /// Settles `request` unsent, failed with `error`.
+    fn unsent(&self, request: Request, error: FetchError) -> FetchResult {
+        self.finish(Err(ThreadException::new(request, error, 0)))
     }
 
     /// Sends every request, each worker of the current pool keeping up to
@@ -262,25 +254,39 @@ impl Fetcher {
             .collect();
         self.install(|| {
             rayon::broadcast(|_| {
-                let mut in_flight = InFlight::new(self);
-                let mut exhausted = false;
-                loop {
-                    while !exhausted && in_flight.len() < window {
-                        let index = cursor.fetch_add(1, Ordering::Relaxed);
-                        match requests.get(index) {
-                            Some(request) => {
-                                if let Some(rejected) = in_flight.start(request.clone(), index) {
-                                    let _ = outcomes[index].set(rejected);
-                                }
-                            }
-                            None => exhausted = true,
+                let taken = std::iter::from_fn(|| {
+                    let index = cursor.fetch_add(1, Ordering::Relaxed);
+                    requests.get(index).map(|request| (index, request.clone()))
+                });
+                let settle = |index: usize, outcome| {
+                    let _ = outcomes[index].set(outcome);
+                };
+                match self.session_here() {
+                    // One `block_on` for the worker's whole share: its requests run side by
+                    // side on its runtime, every one through `run`.
+                    Ok(session) => session.block_on(
+                        futures_util::stream::iter(taken)
+                            .map(|(index, request)| async move {
+                                let outcome = match self.check(&request) {
+                                    Ok(()) => self.run(session, request).await,
+                                    Err(error) => self.unsent(request, error),
+                                };
+                                (index, outcome)
+                            })
+                            .buffer_unordered(window)
+                            .for_each(|(index, outcome)| {
+                                settle(index, outcome);
+                                std::future::ready(())
+                            }),
+                    ),
+                    Err(reason) => {
+                        for (index, request) in taken {
+                            let error = self
+                                .check(&request)
+                                .err()
+                                .unwrap_or_else(|| session_error(&request, reason));
+                            settle(index, self.unsent(request, error));
                         }
-                    }
-                    match in_flight.next() {
-                        Some((index, outcome)) => {
-                            let _ = outcomes[index].set(outcome);
-                        }
-                        None => break,
                     }
                 }
             });
@@ -295,9 +301,13 @@ impl Fetcher {
             .collect()
     }
 
-    /// This thread's session, built on first use. A failed build is kept too: the hooks are not
-    /// run again for every item, and each item the thread takes reports the same reason.
-    fn session(&self) -> Result<&Session, &str> {
+    /// This thread's session, built on first use, or why it cannot send. A failed build is
+    /// kept too: the hooks are not run again for every item, and each item the thread takes
+    /// reports the same reason.
+    fn session_here(&self) -> Result<&Session, &str> {
+        if let Some(reason) = crate::session::unusable_here() {
+            return Err(reason);
+        }
         let shared = &*self.shared;
         shared
             .sessions
@@ -700,63 +710,10 @@ impl FetcherBuilder {
     }
 }
 
-/// Requests in flight on the calling thread's session, each tagged by its caller and handed
-/// out as it completes: with [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker)
-/// above 1, each worker of [`Fetcher::execute_all`] keeps its window full with it. Like
-/// [`Fetcher::execute`], it sends every request through [`Fetcher::run`].
-///
-/// It lives on one thread: its futures belong to that thread's session and runtime.
-pub(crate) struct InFlight<'f> {
-    fetcher: &'f Fetcher,
-    /// The session that drives the requests; `None` until one is started.
-    session: Option<&'f Session>,
-    pending: FuturesUnordered<TaggedOutcome<'f>>,
-}
-
-/// A request in flight, resolving to its caller's tag and its outcome.
-type TaggedOutcome<'f> = Pin<Box<dyn Future<Output = (usize, FetchResult)> + 'f>>;
-
-impl<'f> InFlight<'f> {
-    pub(crate) fn new(fetcher: &'f Fetcher) -> Self {
-        Self {
-            fetcher,
-            session: None,
-            pending: FuturesUnordered::new(),
-        }
-    }
-
-    /// The number of requests started and not handed out yet.
-    pub(crate) fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Starts `request`, tagged `tag`; nothing is sent until [`next`](Self::next) drives it.
-    /// A request that cannot be sent is not started: its outcome is returned at once.
-    pub(crate) fn start(&mut self, request: Request, tag: usize) -> Option<FetchResult> {
-        let (session, request) = match self.fetcher.prepare(request) {
-            Ok(ready) => ready,
-            Err(rejected) => return Some(self.fetcher.finish(Err(rejected))),
-        };
-        self.session = Some(session);
-        let fetcher = self.fetcher;
-        self.pending.push(Box::pin(async move {
-            (tag, fetcher.run(session, request).await)
-        }));
-        None
-    }
-
-    /// The first request to complete, with its tag, driving all of them while it waits;
-    /// `None` when none is pending.
-    pub(crate) fn next(&mut self) -> Option<(usize, FetchResult)> {
-        let session = self.session?;
-        session.block_on(self.pending.next())
-    }
-}
-
-impl fmt::Debug for InFlight<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InFlight")
-            .field("pending", &self.pending.len())
-            .finish_non_exhaustive()
+/// The error of a request that this thread has no session to send with.
+fn session_error(request: &Request, reason: &str) -> FetchError {
+    FetchError::Session {
+        url: request.url().to_owned(),
+        reason: reason.to_owned(),
     }
 }

@@ -201,7 +201,7 @@ async fn receive(
 ) -> Result<Received, FetchError> {
     let client_error = |error| FetchError::from_client(url_as_given, error);
 
-    let response = pending.send().await.map_err(client_error)?;
+    let mut response = pending.send().await.map_err(client_error)?;
     let declared_length = response.content_length();
     if declared_length.is_some_and(|length| length > max_body_bytes) {
         return Err(FetchError::BodyTooLarge {
@@ -210,7 +210,7 @@ async fn receive(
         });
     }
     let status = response.status();
-    let headers = detached(response.headers());
+    let headers = detached(std::mem::take(response.headers_mut()));
     let url = response.url().clone();
     let body = read_body(response, url_as_given, declared_length, max_body_bytes).await?;
     Ok(Received {
@@ -261,27 +261,25 @@ async fn read_body(
     })
 }
 
-/// A copy of `headers` whose values live in one allocation of their own, instead of in the
+/// `headers`, with their values moved into one allocation of their own instead of the
 /// connection's read buffer (see [`read_body`]).
-fn detached(headers: &HeaderMap) -> HeaderMap {
-    let mut storage = BytesMut::with_capacity(headers.iter().map(|(_, v)| v.len()).sum());
-    for (_, value) in headers {
+fn detached(mut headers: HeaderMap) -> HeaderMap {
+    let mut storage = BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
+    for value in headers.values() {
         storage.extend_from_slice(value.as_bytes());
     }
-    let storage = storage.freeze();
-    let mut copy = HeaderMap::with_capacity(headers.len());
-    let mut start = 0;
-    for (name, value) in headers {
-        let end = start + value.len();
+    let mut storage = storage.freeze();
+    // `values_mut` visits the values in the order `values` did.
+    for value in headers.values_mut() {
+        let own = storage.split_to(value.len());
         // The bytes were a valid header value a moment ago, so this cannot fail; if it ever
-        // did, sharing the original value is still correct, only less frugal.
-        let mut owned = HeaderValue::from_maybe_shared(storage.slice(start..end))
-            .unwrap_or_else(|_| value.clone());
-        owned.set_sensitive(value.is_sensitive());
-        copy.append(name.clone(), owned);
-        start = end;
+        // did, keeping the original value is still correct, only less frugal.
+        if let Ok(mut owned) = HeaderValue::from_maybe_shared(own) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
     }
-    copy
+    headers
 }
 
 /// Runs one user hook, turning a panic into an error that names the hook.

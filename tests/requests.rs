@@ -146,3 +146,29 @@ fn invalid_utf8_is_replaced_in_text() {
     assert_eq!(&response.bytes()[..], b"a\xffb");
     assert!(response.json::<Value>().is_err());
 }
+
+#[test]
+fn repeated_and_custom_response_headers_come_back_in_order() {
+    let server = support::RawServer::start(|mut stream| {
+        support::read_head(&mut stream);
+        support::write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\nX-Many: first\r\nContent-Length: 2\r\nX-Many: second\r\n\
+              X-Custom-Name: \xe2\x9c\x93 kept\r\nX-Many: third\r\nConnection: close\r\n\r\nok",
+        );
+    });
+    let response = Fetcher::new().execute(server.url("/")).expect("response");
+    let many: Vec<&[u8]> = response
+        .headers()
+        .get_all("x-many")
+        .iter()
+        .map(|value| value.as_bytes())
+        .collect();
+    assert_eq!(many, [&b"first"[..], b"second", b"third"]);
+    assert_eq!(
+        response.headers()["x-custom-name"].as_bytes(),
+        "\u{2713} kept".as_bytes()
+    );
+    assert_eq!(response.headers()["content-length"], "2");
+    assert_eq!(response.text(), "ok");
+}
