@@ -50,14 +50,57 @@ pub struct Request {
 #[derive(Clone, Debug)]
 struct Spec {
     method: Method,
-    url_as_given: String,
-    url: Result<Url, url::ParseError>,
+    target: Target,
     headers: HeaderMap,
     query: Vec<(String, String)>,
     body: Option<Bytes>,
     timeout: Option<Duration>,
     auth: Option<Auth>,
     defect: Option<Defect>,
+}
+
+/// Where a request goes: the URL as given and as parsed, the given text kept apart only when
+/// the parser rewrote it, so that the usual request holds its URL once.
+#[derive(Clone, Debug)]
+enum Target {
+    /// Parsed, and written as the parser writes it.
+    Parsed(Url),
+    /// Parsed, but given in another form (`HTTP://Host` for `http://host/`).
+    Rewritten { given: String, url: Url },
+    Invalid {
+        given: String,
+        error: url::ParseError,
+    },
+}
+
+impl Target {
+    fn parse(given: impl AsRef<str> + Into<String>) -> Self {
+        match Url::parse(given.as_ref()) {
+            Ok(url) if url.as_str() == given.as_ref() => Self::Parsed(url),
+            Ok(url) => Self::Rewritten {
+                given: given.into(),
+                url,
+            },
+            Err(error) => Self::Invalid {
+                given: given.into(),
+                error,
+            },
+        }
+    }
+
+    fn given(&self) -> &str {
+        match self {
+            Self::Parsed(url) => url.as_str(),
+            Self::Rewritten { given, .. } | Self::Invalid { given, .. } => given,
+        }
+    }
+
+    fn url(&self) -> Result<&Url, url::ParseError> {
+        match self {
+            Self::Parsed(url) | Self::Rewritten { url, .. } => Ok(url),
+            Self::Invalid { error, .. } => Err(*error),
+        }
+    }
 }
 
 /// Credentials sent with one request.
@@ -93,17 +136,14 @@ impl Request {
     /// assert_eq!(request.method(), Method::DELETE);
     /// ```
     pub fn new(method: Method, url: impl AsRef<str>) -> Self {
-        let url_as_given = url.as_ref().to_owned();
-        let url = Url::parse(&url_as_given);
-        Self::from_parts(method, url_as_given, url)
+        Self::to(method, Target::parse(url.as_ref()))
     }
 
-    fn from_parts(method: Method, url_as_given: String, url: Result<Url, url::ParseError>) -> Self {
+    fn to(method: Method, target: Target) -> Self {
         Self {
             spec: Arc::new(Spec {
                 method,
-                url_as_given,
-                url,
+                target,
                 headers: HeaderMap::new(),
                 query: Vec::new(),
                 body: None,
@@ -155,11 +195,8 @@ impl Request {
     /// assert_eq!(request.headers()["x-batch"], "7");
     /// ```
     pub fn with_url(&self, url: impl AsRef<str>) -> Self {
-        let url_as_given = url.as_ref().to_owned();
         let mut request = self.clone();
-        let spec = request.spec_mut();
-        spec.url = Url::parse(&url_as_given);
-        spec.url_as_given = url_as_given;
+        request.spec_mut().target = Target::parse(url.as_ref());
         request
     }
 
@@ -294,7 +331,7 @@ impl Request {
 
     /// The URL exactly as it was given, before parsing and query parameters.
     pub fn url(&self) -> &str {
-        &self.spec.url_as_given
+        self.spec.target.given()
     }
 
     /// The headers set on this request (not those the session adds).
@@ -333,10 +370,10 @@ impl Request {
     /// Returns the URL to send to.
     pub(crate) fn checked_url(&self) -> Result<&Url, FetchError> {
         let spec = &*self.spec;
-        let url_as_given = || spec.url_as_given.clone();
-        let url = spec.url.as_ref().map_err(|source| FetchError::InvalidUrl {
+        let url_as_given = || spec.target.given().to_owned();
+        let url = spec.target.url().map_err(|source| FetchError::InvalidUrl {
             url: url_as_given(),
-            source: *source,
+            source,
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::UnsupportedScheme {
@@ -404,8 +441,7 @@ impl From<&&str> for Request {
 
 impl From<String> for Request {
     fn from(url: String) -> Self {
-        let parsed = Url::parse(&url);
-        Self::from_parts(Method::GET, url, parsed)
+        Self::to(Method::GET, Target::parse(url))
     }
 }
 
@@ -417,7 +453,7 @@ impl From<&String> for Request {
 
 impl From<Url> for Request {
     fn from(url: Url) -> Self {
-        Self::from_parts(Method::GET, url.as_str().to_owned(), Ok(url))
+        Self::to(Method::GET, Target::Parsed(url))
     }
 }
 

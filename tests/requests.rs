@@ -172,3 +172,24 @@ fn repeated_and_custom_response_headers_come_back_in_order() {
     assert_eq!(response.headers()["content-length"], "2");
     assert_eq!(response.text(), "ok");
 }
+
+#[test]
+fn a_request_gives_back_its_url_as_written_whatever_the_parser_makes_of_it() {
+    let server = TestServer::start();
+    let plain = server.url("/bytes/3");
+    let shouting = plain.replace("http://", "HTTP://");
+    let inputs = [plain.clone(), shouting.clone(), "not a url".to_owned()];
+    let (responses, exceptions) = inputs.par_iter().fetch_all();
+
+    let urls: Vec<&str> = responses.iter().map(|r| r.request().url()).collect();
+    assert_eq!(urls, [plain.as_str(), shouting.as_str()]);
+    // The request was sent to the parsed URL either way.
+    assert!(responses.iter().all(|r| r.url().as_str() == plain));
+    assert_eq!(exceptions.len(), 1);
+    assert_eq!(exceptions[0].request().url(), "not a url");
+    assert_eq!(exceptions[0].error().url(), "not a url");
+    assert_eq!(
+        Request::from(parfetch::Url::parse(&plain).unwrap()).url(),
+        plain.as_str()
+    );
+}
