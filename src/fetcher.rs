@@ -14,7 +14,8 @@ use thread_local::ThreadLocal;
 use url::Url;
 
 use crate::limits::HostLimits;
-use crate::session::{Session, SessionHooks, SharedTls};
+use crate::session::{Session, SessionHooks};
+use crate::tls::SharedTls;
 use crate::{
     BuildError, FetchError, FetchResult, Request, RetryPolicy, ThreadException, ThreadResponse,
 };

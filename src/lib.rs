@@ -111,6 +111,7 @@ mod retry;
 mod session;
 #[cfg(feature = "serde")]
 mod spec;
+mod tls;
 
 pub use error::{BuildError, FetchError};
 pub use fetcher::{Fetcher, FetcherBuilder, Progress};

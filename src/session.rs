@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{ClientBuilder, StatusCode};
 use url::Url;
 
+use crate::tls::SharedTls;
 use crate::{FetchError, Request};
 
 /// Makes the base client builder of each new session: the original's `session` argument.
@@ -39,48 +40,6 @@ impl fmt::Debug for SessionHooks {
             .field("auth_generator", &set(self.auth_generator.is_some()))
             .finish()
     }
-}
-
-/// The TLS configuration every default session of one fetcher shares.
-///
-/// Building a TLS configuration loads the system's root certificates, which costs milliseconds of
-/// CPU; a fetcher with 256 workers would pay that 256 times. It is built on the first session
-/// that needs it and cloned (a handful of reference counts) into every later one.
-#[derive(Default)]
-pub(crate) struct SharedTls(OnceLock<Result<rustls::ClientConfig, String>>);
-
-impl SharedTls {
-    fn config(&self) -> Result<rustls::ClientConfig, String> {
-        self.0.get_or_init(build_tls_config).clone()
-    }
-}
-
-impl fmt::Debug for SharedTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.0.get() {
-            None => "not built yet",
-            Some(Ok(_)) => "built",
-            Some(Err(_)) => "failed",
-        };
-        f.debug_tuple("SharedTls").field(&state).finish()
-    }
-}
-
-fn build_tls_config() -> Result<rustls::ClientConfig, String> {
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|error| format!("could not load the system's TLS roots: {error}"))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("could not configure TLS: {error}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    // reqwest leaves ALPN alone on a preconfigured backend; offer what the client speaks.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 /// One worker's session: its client and the runtime that drives it.

@@ -219,3 +219,54 @@ fn completion_order_still_writes_every_result_once() {
     urls.dedup();
     assert_eq!(urls.len(), 300);
 }
+
+/// The system's roots are loaded on the first TLS handshake; `SSL_CERT_FILE` is the standard way
+/// to point a process at other ones, here the CA of the test server.
+#[test]
+fn https_is_verified_against_the_system_roots_loaded_on_first_use() {
+    let server = support::TlsServer::start();
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/tls-ca.pem");
+    let run = |ssl_cert_file: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parfetch"));
+        command
+            .arg("--allow-failures")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(path) = ssl_cert_file {
+            command
+                .env("SSL_CERT_FILE", path)
+                .env_remove("SSL_CERT_DIR");
+        }
+        let mut child = command.spawn().expect("parfetch runs");
+        let input = format!("{}\n{}\n", server.url("/a"), server.url("/b"));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("parfetch ends");
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        records(&output)
+    };
+
+    let trusted = run(Some(ca));
+    assert_eq!(trusted.len(), 2);
+    for record in &trusted {
+        assert_eq!(record["ok"], true, "{record}");
+        assert_eq!(record["body"], "secure");
+    }
+
+    // An empty file trusts nothing: every handshake fails with the reason, nothing else does.
+    let empty = std::env::temp_dir().join(format!("parfetch-no-roots-{}.pem", std::process::id()));
+    std::fs::write(&empty, "").expect("temp file");
+    let untrusted = run(Some(empty.to_str().expect("UTF-8 temp path")));
+    let _ = std::fs::remove_file(&empty);
+    assert_eq!(untrusted.len(), 2);
+    for record in &untrusted {
+        assert_eq!(record["ok"], false, "{record}");
+        let message = record["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("TLS roots"), "{record}");
+    }
+}
