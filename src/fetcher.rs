@@ -255,10 +255,15 @@ impl Fetcher {
             .collect();
         self.install(|| {
             rayon::broadcast(|_| {
-                let taken = std::iter::from_fn(|| {
+                let mut taken = std::iter::from_fn(|| {
                     let index = cursor.fetch_add(1, Ordering::Relaxed);
                     requests.get(index).map(|request| (index, request.clone()))
-                });
+                })
+                .peekable();
+                // A worker left without work builds no session (runtime, client, user hooks).
+                if taken.peek().is_none() {
+                    return;
+                }
                 let settle = |index: usize, outcome| {
                     let _ = outcomes[index].set(outcome);
                 };

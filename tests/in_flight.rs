@@ -208,3 +208,17 @@ fn adaptors_after_a_multiplexed_fetch_run_on_the_dedicated_pool() {
         "{names:?}"
     );
 }
+
+#[test]
+fn only_workers_that_take_a_request_build_a_session() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(8, 4);
+    let (responses, exceptions) = [server.url("/bytes/1")].par_iter().fetch_all_with(&fetcher);
+    assert_eq!((responses.len(), exceptions.len()), (1, 0));
+    assert_eq!(fetcher.session_count(), 1, "7 idle workers, no sessions");
+
+    let empty: Vec<String> = Vec::new();
+    let (responses, exceptions) = empty.par_iter().fetch_all_with(&fetcher);
+    assert!(responses.is_empty() && exceptions.is_empty());
+    assert_eq!(fetcher.session_count(), 1);
+}
