@@ -17,6 +17,11 @@ pub type FetchResult = Result<ThreadResponse, ThreadException>;
 /// Each worker thread sends its requests through its own session, built on its first request
 /// and kept by the [`Fetcher`]. Every input item ends up exactly once in the output.
 ///
+/// `fetch` and `fetch_all` use the [global fetcher](Fetcher::global): one request at a time per
+/// thread of the current rayon pool (by default, one thread per core). Requests mostly wait, so for
+/// I/O-bound batches give the `*_with` methods a fetcher that keeps several in flight per
+/// worker ([`in_flight_per_worker`](crate::FetcherBuilder::in_flight_per_worker)).
+///
 /// ```
 /// use parfetch::prelude::*;
 /// use rayon::prelude::*;
