@@ -247,7 +247,7 @@ impl Fetcher {
     ///
     /// Workers pull requests one by one from a shared cursor rather than from fixed shares, so
     /// that no worker idles with an empty window while another still has a queue of its own.
-    pub(crate) fn execute_all(&self, requests: Vec<Request>) -> Vec<FetchResult> {
+    pub(crate) fn execute_all(&self, requests: &[Request]) -> Vec<FetchResult> {
         let window = self.in_flight_per_worker();
         let cursor = AtomicUsize::new(0);
         let outcomes: Vec<OnceLock<FetchResult>> = std::iter::repeat_with(OnceLock::new)
@@ -503,13 +503,15 @@ impl FetcherBuilder {
     /// a fraction of their CPU and memory, and leaves the cores to the CPU work chained after
     /// [`fetch`](crate::FetchAll::fetch) in the same pipeline.
     ///
-    /// With `k` > 1 a call works in one batch: the input is collected into requests first, every
-    /// worker takes the next request as soon as one of its own completes (so none idles while
-    /// others still have work), and the outcomes, in input order for indexed inputs, are handed
-    /// to the adaptors that follow. Memory grows with the batch, as with
-    /// [`fetch_all`](crate::FetchAll::fetch_all): feed very large inputs in chunks (the
-    /// `parfetch` command does 4,096 lines at a time). `0` counts as 1. [`Pool`](crate::Pool)
-    /// keeps one request in flight per thread.
+    /// With `k` > 1 the input is collected into requests first and sent in batches of 64
+    /// windows per worker (`threads × k × 64` requests): in a batch, every worker takes the next
+    /// request as soon as one of its own completes (so none idles while others still have
+    /// work), and when the batch is done its outcomes, in input order, are handed to the
+    /// adaptors that follow before the next batch is sent. So the requests of an input are held
+    /// at once, but the responses of only one batch, unless the pipeline keeps them (as
+    /// [`fetch_all`](crate::FetchAll::fetch_all) does); and a short-circuiting adaptor
+    /// (`find_any`, `any`, ...) that is satisfied stops the batches after its own. `0` counts
+    /// as 1. [`Pool`](crate::Pool) keeps one request in flight per thread.
     ///
     /// ```
     /// let fetcher = parfetch::Fetcher::builder()

@@ -1,6 +1,6 @@
 //! The [`FetchAll`] extension trait and its lazy [`Fetch`] adaptor.
 
-use rayon::iter::plumbing::{Consumer, ProducerCallback, UnindexedConsumer};
+use rayon::iter::plumbing::{Consumer, Folder, ProducerCallback, Reducer, UnindexedConsumer};
 use rayon::iter::{Either, IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 use crate::{Fetcher, Request, ThreadException, ThreadResponse};
@@ -76,7 +76,8 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     /// requests and the adaptors chained after them run on that pool. Positional adaptors
     /// (`zip`, `enumerate`, ...) chained after `fetch_with` on an indexed input make the results
     /// be collected first, then handed on, when the fetcher has a dedicated pool. With several
-    /// requests in flight per worker, every call runs as one batch
+    /// requests in flight per worker, the requests go out in batches and each batch's outcomes
+    /// are handed on before the next one is sent
     /// ([`in_flight_per_worker`](crate::FetcherBuilder::in_flight_per_worker)).
     fn fetch_with(self, fetcher: &Fetcher) -> Fetch<Self> {
         Fetch {
@@ -125,9 +126,7 @@ where
         let Fetch { base, fetcher } = self;
         fetcher.install(|| {
             if fetcher.in_flight_per_worker() > 1 {
-                fetch_as_batch(base, &fetcher)
-                    .into_par_iter()
-                    .drive_unindexed(consumer)
+                fetch_in_batches(base, &fetcher, consumer)
             } else {
                 base.map(|item| fetcher.execute(item))
                     .drive_unindexed(consumer)
@@ -155,9 +154,7 @@ where
         let Fetch { base, fetcher } = self;
         fetcher.install(|| {
             if fetcher.in_flight_per_worker() > 1 {
-                fetch_as_batch(base, &fetcher)
-                    .into_par_iter()
-                    .drive(consumer)
+                fetch_in_batches(base, &fetcher, consumer)
             } else {
                 base.map(|item| fetcher.execute(item)).drive(consumer)
             }
@@ -181,11 +178,50 @@ where
     }
 }
 
-/// With several requests in flight per worker: the whole input as one batch, its outcomes in
-/// input order. Runs where it is called (inside the fetcher's pool, if it has one).
-fn fetch_as_batch<I>(base: I, fetcher: &Fetcher) -> Vec<FetchResult>
+/// With several requests in flight per worker, the requests are sent in batches of this many
+/// windows per worker: enough that the end of a batch, when its last requests finish while other
+/// slots stand empty, is a small part of its time; few enough that the outcomes waiting for the
+/// end of the batch stay a small part of a large input.
+const WINDOWS_PER_BATCH: usize = 64;
+
+/// With several requests in flight per worker: the input collected into requests, sent batch by
+/// batch, each batch's outcomes handed to `consumer` before the next batch is sent. Runs where
+/// it is called (inside the fetcher's pool, if it has one).
+fn fetch_in_batches<I, C>(base: I, fetcher: &Fetcher, consumer: C) -> C::Result
 where
     I: ParallelIterator<Item: Into<Request>>,
+    C: Consumer<FetchResult>,
 {
-    fetcher.execute_all(base.map(Into::into).collect())
+    let requests: Vec<Request> = base.map(Into::into).collect();
+    let batch_len =
+        rayon::current_num_threads() * fetcher.in_flight_per_worker() * WINDOWS_PER_BATCH;
+    drive_batches(&requests, batch_len, fetcher, consumer)
+}
+
+/// Splits `requests` at batch boundaries, halves at a time as rayon's own bridge does, and
+/// drives the left half before the right one, so that batches go out in input order.
+fn drive_batches<C>(
+    requests: &[Request],
+    batch_len: usize,
+    fetcher: &Fetcher,
+    consumer: C,
+) -> C::Result
+where
+    C: Consumer<FetchResult>,
+{
+    if consumer.full() {
+        return consumer.into_folder().complete();
+    }
+    if requests.len() <= batch_len {
+        return fetcher
+            .execute_all(requests)
+            .into_par_iter()
+            .drive(consumer);
+    }
+    let middle = (requests.len() / batch_len / 2).max(1) * batch_len;
+    let (before, after) = requests.split_at(middle);
+    let (left, right, reducer) = consumer.split_at(middle);
+    let left = drive_batches(before, batch_len, fetcher, left);
+    let right = drive_batches(after, batch_len, fetcher, right);
+    reducer.reduce(left, right)
 }

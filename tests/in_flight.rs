@@ -222,3 +222,50 @@ fn only_workers_that_take_a_request_build_a_session() {
     assert!(responses.is_empty() && exceptions.is_empty());
     assert_eq!(fetcher.session_count(), 1);
 }
+
+/// 2 workers x 2 in flight send batches of 256 requests: 2,000 requests make 8 batches.
+#[test]
+fn batches_hand_on_their_outcomes_in_order_before_the_next_batch_is_sent() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(2, 2);
+    let urls: Vec<String> = (0..2_000)
+        .map(|i| server.url(&format!("/bytes/{}", i % 7)))
+        .collect();
+    // The server's count when the first outcome reached the adaptor after the fetch.
+    let first_seen_at = std::sync::OnceLock::new();
+    let lengths: Vec<usize> = urls
+        .par_iter()
+        .fetch_with(&fetcher)
+        .map(|outcome| {
+            first_seen_at.get_or_init(|| server.stats().requests());
+            outcome.expect("response").bytes().len()
+        })
+        .collect();
+    let expected: Vec<usize> = (0..2_000).map(|i| i % 7).collect();
+    assert_eq!(lengths, expected);
+    assert_eq!(server.stats().requests(), 2_000);
+    let first_seen_at = *first_seen_at.get().expect("an outcome was seen");
+    assert!(
+        first_seen_at <= 1_000,
+        "the first outcome waited for {first_seen_at} requests"
+    );
+}
+
+#[test]
+fn a_satisfied_short_circuit_sends_no_further_batches() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(2, 2);
+    let urls: Vec<String> = (0..2_000)
+        .map(|i| server.url(&format!("/status/{}", if i == 10 { 404 } else { 200 })))
+        .collect();
+    let found = urls
+        .par_iter()
+        .fetch_with(&fetcher)
+        .find_first(|outcome| outcome.as_ref().is_ok_and(|r| r.status() == 404));
+    assert_eq!(found.expect("found").expect("response").status(), 404);
+    assert!(
+        server.stats().requests() < 2_000,
+        "all {} requests were sent",
+        server.stats().requests()
+    );
+}
