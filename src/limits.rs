@@ -14,8 +14,21 @@ use url::Url;
 pub(crate) struct HostLimits {
     max_in_flight: Option<usize>,
     min_interval: Option<Duration>,
-    hosts: Mutex<HashMap<String, Arc<HostState>>>,
+    hosts: Mutex<Hosts>,
 }
+
+/// The hosts seen lately. A crawl meets millions of hosts, each for a few requests: the states
+/// of idle hosts are dropped now and then, since a fresh one limits the same way.
+#[derive(Debug, Default)]
+struct Hosts {
+    by_name: HashMap<String, Arc<HostState>>,
+    /// When the map grows past this, idle hosts are dropped; doubled with what stays, so that
+    /// the sweeps cost a constant per host added.
+    sweep_above: usize,
+}
+
+/// Below this many hosts, none is ever dropped.
+const FEWEST_HOSTS_SWEPT: usize = 1024;
 
 #[derive(Debug)]
 struct HostState {
@@ -71,12 +84,115 @@ impl HostLimits {
     fn host(&self, url: &Url) -> Arc<HostState> {
         let name = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        let state = hosts.entry(name).or_insert_with(|| {
-            Arc::new(HostState {
-                slots: self.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
-                next_start: Mutex::new(None),
-            })
+        if let Some(state) = hosts.by_name.get(&name) {
+            return Arc::clone(state);
+        }
+        if hosts.by_name.len() >= hosts.sweep_above.max(FEWEST_HOSTS_SWEPT) {
+            let now = Instant::now();
+            hosts
+                .by_name
+                .retain(|_, state| !state.is_idle(self.max_in_flight, now));
+            hosts.sweep_above = 2 * hosts.by_name.len();
+        }
+        let state = Arc::new(HostState {
+            slots: self.max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
+            next_start: Mutex::new(None),
         });
-        Arc::clone(state)
+        hosts.by_name.insert(name, Arc::clone(&state));
+        state
+    }
+}
+
+impl HostState {
+    /// Whether a fresh state would limit this host the same way. Called with the map locked,
+    /// so no one can take a new reference to `self` meanwhile.
+    fn is_idle(self: &Arc<Self>, max_in_flight: Option<usize>, now: Instant) -> bool {
+        // `admit` holds a reference while it waits for a slot or a turn.
+        let nobody_waiting = Arc::strong_count(self) == 1;
+        let nothing_in_flight = match (&self.slots, max_in_flight) {
+            (Some(slots), Some(max)) => slots.available_permits() == max,
+            _ => true,
+        };
+        let turn_has_come = self
+            .next_start
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|next| next <= now);
+        nobody_waiting && nothing_in_flight && turn_has_come
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn url(host: &str) -> Url {
+        Url::parse(&format!("http://{host}/")).expect("valid URL")
+    }
+
+    #[test]
+    fn idle_hosts_are_dropped_so_a_crawl_does_not_grow_the_map_forever() {
+        let limits = HostLimits::new(Some(2), None);
+        block_on(async {
+            for i in 0..20_000 {
+                drop(limits.admit(&url(&format!("host-{i}.test"))).await);
+            }
+        });
+        let hosts = limits.hosts.lock().unwrap();
+        assert!(
+            hosts.by_name.len() <= 2 * FEWEST_HOSTS_SWEPT,
+            "{} hosts kept",
+            hosts.by_name.len()
+        );
+        assert!(hosts.by_name.contains_key("host-19999.test"));
+    }
+
+    #[test]
+    fn a_host_with_a_request_in_flight_is_kept() {
+        let limits = HostLimits::new(Some(1), None);
+        block_on(async {
+            let in_flight = limits.admit(&url("busy.test")).await;
+            for i in 0..5_000 {
+                drop(limits.admit(&url(&format!("host-{i}.test"))).await);
+            }
+            assert!(limits.hosts.lock().unwrap().by_name.len() < 5_001, "swept");
+            let busy = limits.host(&url("busy.test"));
+            let slots = busy.slots.as_ref().expect("capped");
+            assert_eq!(
+                slots.available_permits(),
+                0,
+                "the held slot is still counted"
+            );
+            drop(in_flight);
+            assert_eq!(slots.available_permits(), 1);
+        });
+    }
+
+    #[test]
+    fn a_host_whose_next_turn_is_still_ahead_is_kept() {
+        // One request per hour: every host's second request must wait, sweeps or not.
+        let limits = HostLimits::new(None, Some(1.0 / 3600.0));
+        let turn_of = |limits: &HostLimits, host: &str| {
+            let hosts = limits.hosts.lock().unwrap();
+            *hosts.by_name[host].next_start.lock().unwrap()
+        };
+        block_on(async {
+            drop(limits.admit(&url("slow.test")).await);
+            let next_turn = turn_of(&limits, "slow.test");
+            assert!(next_turn.is_some());
+            for i in 0..3_000 {
+                drop(limits.admit(&url(&format!("host-{i}.test"))).await);
+            }
+            assert_eq!(turn_of(&limits, "slow.test"), next_turn);
+        });
+        assert_eq!(limits.hosts.lock().unwrap().by_name.len(), 3_001);
     }
 }
