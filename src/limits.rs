@@ -74,9 +74,12 @@ impl HostLimits {
                 let now = Instant::now();
                 let turn = next_start.map_or(now, |next| next.max(now));
                 *next_start = Some(turn + interval);
-                turn
+                (turn > now).then_some(turn)
             };
-            tokio::time::sleep_until(turn).await;
+            // The timer wheel ticks in milliseconds: sleeping until now would wait for a tick.
+            if let Some(turn) = turn {
+                tokio::time::sleep_until(turn).await;
+            }
         }
         Admission { _slot: slot }
     }
@@ -109,10 +112,11 @@ impl HostState {
     fn is_idle(self: &Arc<Self>, max_in_flight: Option<usize>, now: Instant) -> bool {
         // `admit` holds a reference while it waits for a slot or a turn.
         let nobody_waiting = Arc::strong_count(self) == 1;
-        let nothing_in_flight = match (&self.slots, max_in_flight) {
-            (Some(slots), Some(max)) => slots.available_permits() == max,
-            _ => true,
-        };
+        let nothing_in_flight = self
+            .slots
+            .as_ref()
+            .zip(max_in_flight)
+            .is_none_or(|(slots, max)| slots.available_permits() == max);
         let turn_has_come = self
             .next_start
             .lock()
@@ -136,6 +140,26 @@ mod tests {
 
     fn url(host: &str) -> Url {
         Url::parse(&format!("http://{host}/")).expect("valid URL")
+    }
+
+    #[test]
+    fn a_request_whose_turn_has_come_starts_without_waiting_for_a_timer_tick() {
+        use futures_util::FutureExt;
+        let limits = HostLimits::new(Some(4), Some(1.0 / 3600.0));
+        block_on(async {
+            for i in 0..3 {
+                let host = url(&format!("host-{i}.test"));
+                assert!(
+                    limits.admit(&host).now_or_never().is_some(),
+                    "first to {host}"
+                );
+                // The second request to the same host waits for its turn, an hour away.
+                assert!(
+                    limits.admit(&host).now_or_never().is_none(),
+                    "second to {host}"
+                );
+            }
+        });
     }
 
     #[test]
