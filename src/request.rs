@@ -1,6 +1,6 @@
 //! [`Request`]: what to fetch, the Rust form of the original's request dict.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,13 +51,24 @@ pub struct Request {
 struct Spec {
     method: Method,
     target: Target,
+    timeout: Option<Duration>,
+    /// `None` for a request made from a URL alone: batches of millions of those are usual, and
+    /// the empty parts would take about twice the room of the rest.
+    more: Option<Box<MoreSpec>>,
+}
+
+/// The parts of a spec that a request made from a URL alone does not have.
+#[derive(Clone, Debug, Default)]
+struct MoreSpec {
     headers: HeaderMap,
     query: Vec<(String, String)>,
     body: Option<Bytes>,
-    timeout: Option<Duration>,
     auth: Option<Auth>,
     defect: Option<Defect>,
 }
+
+/// What a request without [`MoreSpec`] has of each part.
+static NO_MORE_SPEC: LazyLock<MoreSpec> = LazyLock::new(MoreSpec::default);
 
 /// Where a request goes: the URL as given and as parsed, the given text kept apart only when
 /// the parser rewrote it, so that the usual request holds its URL once.
@@ -144,12 +155,8 @@ impl Request {
             spec: Arc::new(Spec {
                 method,
                 target,
-                headers: HeaderMap::new(),
-                query: Vec::new(),
-                body: None,
                 timeout: None,
-                auth: None,
-                defect: None,
+                more: None,
             }),
         }
     }
@@ -157,6 +164,15 @@ impl Request {
     /// The spec, to change: shared specs are copied first.
     fn spec_mut(&mut self) -> &mut Spec {
         Arc::make_mut(&mut self.spec)
+    }
+
+    /// The headers, query, body, credentials and defect, to change.
+    fn more_mut(&mut self) -> &mut MoreSpec {
+        self.spec_mut().more.get_or_insert_default()
+    }
+
+    fn more(&self) -> &MoreSpec {
+        self.spec.more.as_deref().unwrap_or(&NO_MORE_SPEC)
     }
 
     /// A `GET` request.
@@ -209,7 +225,7 @@ impl Request {
             HeaderValue::from_str(value),
         ) {
             (Ok(name), Ok(value)) => {
-                self.spec_mut().headers.append(name, value);
+                self.more_mut().headers.append(name, value);
             }
             _ => self.record(Defect::Header {
                 name: name.to_owned(),
@@ -232,7 +248,7 @@ impl Request {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let query = &mut self.spec_mut().query;
+        let query = &mut self.more_mut().query;
         query.extend(
             pairs
                 .into_iter()
@@ -243,7 +259,7 @@ impl Request {
 
     /// Sets the body to these bytes.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.spec_mut().body = Some(body.into());
+        self.more_mut().body = Some(body.into());
         self
     }
 
@@ -311,7 +327,7 @@ impl Request {
         username: impl Into<String>,
         password: Option<impl Into<String>>,
     ) -> Self {
-        self.spec_mut().auth = Some(Auth::Basic {
+        self.more_mut().auth = Some(Auth::Basic {
             username: username.into(),
             password: password.map(Into::into),
         });
@@ -320,7 +336,7 @@ impl Request {
 
     /// Sends `Authorization: Bearer <token>` with this request.
     pub fn bearer_auth(mut self, token: impl Into<String>) -> Self {
-        self.spec_mut().auth = Some(Auth::Bearer(token.into()));
+        self.more_mut().auth = Some(Auth::Bearer(token.into()));
         self
     }
 
@@ -336,17 +352,17 @@ impl Request {
 
     /// The headers set on this request (not those the session adds).
     pub fn headers(&self) -> &HeaderMap {
-        &self.spec.headers
+        &self.more().headers
     }
 
     /// The query parameters added with [`query`](Self::query), in order.
     pub fn query_pairs(&self) -> &[(String, String)] {
-        &self.spec.query
+        &self.more().query
     }
 
     /// The body, if one was set.
     pub fn body_bytes(&self) -> Option<&Bytes> {
-        self.spec.body.as_ref()
+        self.more().body.as_ref()
     }
 
     /// The timeout set on this request, if any.
@@ -355,11 +371,11 @@ impl Request {
     }
 
     fn record(&mut self, defect: Defect) {
-        self.spec_mut().defect.get_or_insert(defect);
+        self.more_mut().defect.get_or_insert(defect);
     }
 
     fn content_type_default(mut self, content_type: &'static str) -> Self {
-        self.spec_mut()
+        self.more_mut()
             .headers
             .entry(CONTENT_TYPE)
             .or_insert(HeaderValue::from_static(content_type));
@@ -387,7 +403,7 @@ impl Request {
                 source: url::ParseError::EmptyHost,
             });
         }
-        match &spec.defect {
+        match &self.more().defect {
             Some(Defect::Header { name }) => Err(FetchError::InvalidHeader {
                 url: url_as_given(),
                 name: name.clone(),
@@ -406,18 +422,20 @@ impl Request {
         client: &reqwest::Client,
         url: &Url,
     ) -> reqwest::RequestBuilder {
-        let spec = &*self.spec;
+        let Some(more) = self.spec.more.as_deref() else {
+            return client.request(self.spec.method.clone(), url.clone());
+        };
         let mut url = url.clone();
-        if !spec.query.is_empty() {
-            url.query_pairs_mut().extend_pairs(&spec.query);
+        if !more.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&more.query);
         }
         let mut builder = client
-            .request(spec.method.clone(), url)
-            .headers(spec.headers.clone());
-        if let Some(body) = &spec.body {
+            .request(self.spec.method.clone(), url)
+            .headers(more.headers.clone());
+        if let Some(body) = &more.body {
             builder = builder.body(body.clone());
         }
-        match &spec.auth {
+        match &more.auth {
             Some(Auth::Basic { username, password }) => {
                 builder.basic_auth(username, password.as_ref())
             }
