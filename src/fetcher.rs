@@ -503,12 +503,13 @@ impl FetcherBuilder {
     /// a fraction of their CPU and memory, and leaves the cores to the CPU work chained after
     /// [`fetch`](crate::FetchAll::fetch) in the same pipeline.
     ///
-    /// With `k` > 1 the input is collected into requests first and sent in batches of 64
-    /// windows per worker (`threads × k × 64` requests): in a batch, every worker takes the next
-    /// request as soon as one of its own completes (so none idles while others still have
-    /// work), and when the batch is done its outcomes, in input order, are handed to the
-    /// adaptors that follow before the next batch is sent. So the requests of an input are held
-    /// at once, but the responses of only one batch, unless the pipeline keeps them (as
+    /// With `k` > 1 the input's items are collected first, as they are (for `par_iter()` over a
+    /// collection, a reference each), then made into requests and sent in batches of 64 windows
+    /// per worker (`threads × k × 64` requests): in a batch, every worker takes the next request
+    /// as soon as one of its own completes (so none idles while others still have work), and
+    /// when the batch is done its outcomes, in input order, are handed to the adaptors that
+    /// follow before the next batch is made. So the requests and responses of only one batch
+    /// are held at once, unless the pipeline keeps them (as
     /// [`fetch_all`](crate::FetchAll::fetch_all) does); and a short-circuiting adaptor
     /// (`find_any`, `any`, ...) that is satisfied stops the batches after its own. `0` counts
     /// as 1. [`Pool`](crate::Pool) keeps one request in flight per thread.

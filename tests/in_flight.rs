@@ -3,6 +3,7 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parfetch::prelude::*;
@@ -267,5 +268,47 @@ fn a_satisfied_short_circuit_sends_no_further_batches() {
         server.stats().requests() < 2_000,
         "all {} requests were sent",
         server.stats().requests()
+    );
+}
+
+/// An input item that counts the requests made from it.
+struct Counted<'a> {
+    url: &'a str,
+    made: &'a AtomicUsize,
+}
+
+impl From<Counted<'_>> for Request {
+    fn from(item: Counted<'_>) -> Self {
+        item.made.fetch_add(1, Ordering::Relaxed);
+        Request::get(item.url)
+    }
+}
+
+/// The input is kept as it comes (here, a reference and a counter per item) and made into
+/// requests one batch at a time: a million URLs do not become a million requests at once.
+#[test]
+fn requests_are_made_batch_by_batch_not_all_up_front() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(2, 2);
+    let urls: Vec<String> = (0..2_000)
+        .map(|i| server.url(&format!("/bytes/{}", i % 5)))
+        .collect();
+    let made = AtomicUsize::new(0);
+    let made_when_first_seen = std::sync::OnceLock::new();
+    let mut lengths = Vec::new();
+    urls.par_iter()
+        .map(|url| Counted { url, made: &made })
+        .fetch_with(&fetcher)
+        .map(|outcome| {
+            made_when_first_seen.get_or_init(|| made.load(Ordering::Relaxed));
+            outcome.expect("response").bytes().len()
+        })
+        .collect_into_vec(&mut lengths);
+    assert_eq!(lengths, (0..2_000).map(|i| i % 5).collect::<Vec<_>>());
+    assert_eq!(made.load(Ordering::Relaxed), 2_000, "one request per item");
+    let made_when_first_seen = *made_when_first_seen.get().expect("an outcome was seen");
+    assert!(
+        made_when_first_seen <= 1_000,
+        "{made_when_first_seen} requests were made before the first outcome was handed on"
     );
 }
