@@ -2,6 +2,7 @@
 //! across every worker of a fetcher.
 
 use std::collections::HashMap;
+use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,7 +112,12 @@ impl HostState {
     /// so no one can take a new reference to `self` meanwhile.
     fn is_idle(self: &Arc<Self>, max_in_flight: Option<usize>, now: Instant) -> bool {
         // `admit` holds a reference while it waits for a slot or a turn.
-        let nobody_waiting = Arc::strong_count(self) == 1;
+        if Arc::strong_count(self) > 1 {
+            return false;
+        }
+        // The count is read relaxed: this makes what the last holder did before letting go
+        // (taking a slot, setting a turn) visible to the checks below.
+        fence(Ordering::Acquire);
         let nothing_in_flight = self
             .slots
             .as_ref()
@@ -122,7 +128,7 @@ impl HostState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_none_or(|next| next <= now);
-        nobody_waiting && nothing_in_flight && turn_has_come
+        nothing_in_flight && turn_has_come
     }
 }
 

@@ -1,7 +1,10 @@
 //! The [`FetchAll`] extension trait and its lazy [`Fetch`] adaptor.
 
 use rayon::iter::plumbing::{Consumer, Folder, ProducerCallback, Reducer, UnindexedConsumer};
-use rayon::iter::{Either, IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
+use rayon::iter::{
+    Either, IndexedParallelIterator, IntoParallelIterator, IntoParallelRefMutIterator,
+    ParallelIterator,
+};
 
 use crate::{Fetcher, Request, ThreadException, ThreadResponse};
 
@@ -196,16 +199,17 @@ where
     I: ParallelIterator<Item: Into<Request>>,
     C: Consumer<FetchResult>,
 {
-    let items: Vec<I::Item> = base.collect();
+    let mut items: Vec<Option<I::Item>> = base.map(Some).collect();
     let batch_len =
         rayon::current_num_threads() * fetcher.in_flight_per_worker() * WINDOWS_PER_BATCH;
-    drive_batches(items, batch_len, fetcher, consumer)
+    drive_batches(&mut items, batch_len, fetcher, consumer)
 }
 
 /// Splits `items` at batch boundaries, halves at a time as rayon's own bridge does, and
-/// drives the left half before the right one, so that batches go out in input order.
+/// drives the left half before the right one, so that batches go out in input order. Each
+/// item is taken out when its batch is made.
 fn drive_batches<T, C>(
-    mut items: Vec<T>,
+    items: &mut [Option<T>],
     batch_len: usize,
     fetcher: &Fetcher,
     consumer: C,
@@ -218,16 +222,19 @@ where
         return consumer.into_folder().complete();
     }
     if items.len() <= batch_len {
-        let requests: Vec<Request> = items.into_par_iter().map(Into::into).collect();
+        let requests: Vec<Request> = items
+            .par_iter_mut()
+            .map(|item| item.take().expect("each item is in one batch").into())
+            .collect();
         return fetcher
             .execute_all(&requests)
             .into_par_iter()
             .drive(consumer);
     }
     let middle = (items.len() / batch_len / 2).max(1) * batch_len;
-    let after = items.split_off(middle);
+    let (before, after) = items.split_at_mut(middle);
     let (left, right, reducer) = consumer.split_at(middle);
-    let left = drive_batches(items, batch_len, fetcher, left);
+    let left = drive_batches(before, batch_len, fetcher, left);
     let right = drive_batches(after, batch_len, fetcher, right);
     reducer.reduce(left, right)
 }

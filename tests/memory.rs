@@ -78,8 +78,7 @@ fn a_kept_large_response_holds_little_more_than_its_body() {
 }
 
 /// Batches of millions of plain URLs are usual: the request made from one holds its URL and
-/// little else, since a multiplexed fetch keeps every request of its input, and every kept
-/// response keeps its request.
+/// little else, since every kept response keeps its request.
 #[test]
 fn a_request_made_from_a_url_holds_little_more_than_the_url() {
     let _turn = one_at_a_time();
