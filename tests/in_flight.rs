@@ -224,31 +224,52 @@ fn only_workers_that_take_a_request_build_a_session() {
     assert_eq!(fetcher.session_count(), 1);
 }
 
-/// 2 workers x 2 in flight send batches of 256 requests: 2,000 requests make 8 batches.
+/// An input item that counts the requests made from it.
+struct Counted<'a> {
+    url: &'a str,
+    made: &'a AtomicUsize,
+}
+
+impl From<Counted<'_>> for Request {
+    fn from(item: Counted<'_>) -> Self {
+        item.made.fetch_add(1, Ordering::Relaxed);
+        Request::get(item.url)
+    }
+}
+
+/// 2 workers x 2 in flight send batches of 256 requests: 2,000 requests make 8 batches. The
+/// input is kept as it comes (here, a reference and a counter per item) and made into requests
+/// one batch at a time: a million URLs do not become a million requests at once.
 #[test]
-fn batches_hand_on_their_outcomes_in_order_before_the_next_batch_is_sent() {
+fn batches_are_made_sent_and_handed_on_in_order_one_after_the_other() {
     let server = TestServer::start();
     let fetcher = multiplexed(2, 2);
     let urls: Vec<String> = (0..2_000)
         .map(|i| server.url(&format!("/bytes/{}", i % 7)))
         .collect();
-    // The server's count when the first outcome reached the adaptor after the fetch.
+    let made = AtomicUsize::new(0);
+    // Requests made and sent when the first outcome reached the adaptor after the fetch.
     let first_seen_at = std::sync::OnceLock::new();
-    let lengths: Vec<usize> = urls
-        .par_iter()
+    let mut lengths = Vec::new();
+    urls.par_iter()
+        .map(|url| Counted { url, made: &made })
         .fetch_with(&fetcher)
         .map(|outcome| {
-            first_seen_at.get_or_init(|| server.stats().requests());
+            first_seen_at.get_or_init(|| (made.load(Ordering::Relaxed), server.stats().requests()));
             outcome.expect("response").bytes().len()
         })
-        .collect();
-    let expected: Vec<usize> = (0..2_000).map(|i| i % 7).collect();
-    assert_eq!(lengths, expected);
+        .collect_into_vec(&mut lengths);
+    assert_eq!(lengths, (0..2_000).map(|i| i % 7).collect::<Vec<_>>());
+    assert_eq!(made.load(Ordering::Relaxed), 2_000, "one request per item");
     assert_eq!(server.stats().requests(), 2_000);
-    let first_seen_at = *first_seen_at.get().expect("an outcome was seen");
+    let (made, sent) = *first_seen_at.get().expect("an outcome was seen");
     assert!(
-        first_seen_at <= 1_000,
-        "the first outcome waited for {first_seen_at} requests"
+        made <= 1_000,
+        "{made} requests were made before the first outcome was handed on"
+    );
+    assert!(
+        sent <= 1_000,
+        "the first outcome waited for {sent} requests"
     );
 }
 
@@ -268,47 +289,5 @@ fn a_satisfied_short_circuit_sends_no_further_batches() {
         server.stats().requests() < 2_000,
         "all {} requests were sent",
         server.stats().requests()
-    );
-}
-
-/// An input item that counts the requests made from it.
-struct Counted<'a> {
-    url: &'a str,
-    made: &'a AtomicUsize,
-}
-
-impl From<Counted<'_>> for Request {
-    fn from(item: Counted<'_>) -> Self {
-        item.made.fetch_add(1, Ordering::Relaxed);
-        Request::get(item.url)
-    }
-}
-
-/// The input is kept as it comes (here, a reference and a counter per item) and made into
-/// requests one batch at a time: a million URLs do not become a million requests at once.
-#[test]
-fn requests_are_made_batch_by_batch_not_all_up_front() {
-    let server = TestServer::start();
-    let fetcher = multiplexed(2, 2);
-    let urls: Vec<String> = (0..2_000)
-        .map(|i| server.url(&format!("/bytes/{}", i % 5)))
-        .collect();
-    let made = AtomicUsize::new(0);
-    let made_when_first_seen = std::sync::OnceLock::new();
-    let mut lengths = Vec::new();
-    urls.par_iter()
-        .map(|url| Counted { url, made: &made })
-        .fetch_with(&fetcher)
-        .map(|outcome| {
-            made_when_first_seen.get_or_init(|| made.load(Ordering::Relaxed));
-            outcome.expect("response").bytes().len()
-        })
-        .collect_into_vec(&mut lengths);
-    assert_eq!(lengths, (0..2_000).map(|i| i % 5).collect::<Vec<_>>());
-    assert_eq!(made.load(Ordering::Relaxed), 2_000, "one request per item");
-    let made_when_first_seen = *made_when_first_seen.get().expect("an outcome was seen");
-    assert!(
-        made_when_first_seen <= 1_000,
-        "{made_when_first_seen} requests were made before the first outcome was handed on"
     );
 }
