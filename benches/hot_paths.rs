@@ -59,7 +59,7 @@ fn round_trips(c: &mut Criterion) {
     for (name, threads, in_flight) in [("16 threads", 16, 1), ("2 threads x 8 in flight", 2, 8)] {
         let fetcher = Fetcher::builder()
             .num_processes(threads)
-            .in_flight_per_worker(in_flight)
+            .concurrency(threads * in_flight)
             .build()
             .expect("fetcher");
         group.bench_function(name, |b| {

@@ -183,7 +183,7 @@ fn client(contender: &str, workload: &str, base: &str) {
 fn run_parfetch(urls: &[String], threads: usize, in_flight: usize) -> Vec<Option<usize>> {
     let fetcher = parfetch::Fetcher::builder()
         .num_processes(threads)
-        .in_flight_per_worker(in_flight)
+        .concurrency(threads * in_flight)
         .timeout(REQUEST_TIMEOUT)
         .max_body_bytes(4 << 20)
         .build()

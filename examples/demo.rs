@@ -1,5 +1,6 @@
-//! Fetches 5,000 URLs from an embedded loopback server with `fetch_all_with`, one worker per
-//! core with 32 requests in flight each, and prints what came back and how fast.
+//! Fetches 5,000 URLs from an embedded loopback server with `fetch_all_with` on a fetcher with
+//! the defaults (one worker per core, 64 requests in flight), and prints what came back and how
+//! fast.
 //!
 //! Run it with `cargo run --release --example demo`.
 
@@ -14,7 +15,6 @@ use parfetch::prelude::*;
 use rayon::prelude::*;
 
 const URLS: usize = 5_000;
-const IN_FLIGHT_PER_WORKER: usize = 32;
 
 fn main() -> Result<(), parfetch::BuildError> {
     let server = support::TestServer::start();
@@ -30,12 +30,7 @@ fn main() -> Result<(), parfetch::BuildError> {
         })
         .collect();
 
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let fetcher = Fetcher::builder()
-        .num_processes(workers)
-        .in_flight_per_worker(IN_FLIGHT_PER_WORKER)
-        .timeout(Duration::from_secs(5))
-        .build()?;
+    let fetcher = Fetcher::builder().timeout(Duration::from_secs(5)).build()?;
 
     let started = Instant::now();
     let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
@@ -51,7 +46,9 @@ fn main() -> Result<(), parfetch::BuildError> {
     }
 
     println!(
-        "fetched {URLS} URLs on {workers} workers x {IN_FLIGHT_PER_WORKER} in flight in {elapsed:.2?}"
+        "fetched {URLS} URLs on {} threads, {} in flight, in {elapsed:.2?}",
+        fetcher.threads(),
+        fetcher.concurrency()
     );
     println!(
         "  {:.0} requests/s",

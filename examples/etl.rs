@@ -60,8 +60,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Transform: fetch and parse in the same pipeline; the JSON work runs on the same threads.
     let fetcher = Fetcher::builder()
-        .num_processes(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .in_flight_per_worker(32)
         .retry(RetryPolicy::new(3).backoff(Duration::from_millis(50), Duration::from_secs(2)))
         .build()?;
     let rows: Vec<(Option<(String, f64)>, String)> = requests

@@ -150,6 +150,16 @@ pub enum FetchError {
         /// The limit that was exceeded.
         limit: u64,
     },
+
+    /// Code running for this request panicked (a callback that a session hook installed, such
+    /// as a custom redirect policy). The request ends here; the rest of the batch goes on.
+    #[error("fetching {url} panicked: {message}")]
+    Panicked {
+        /// The URL as given.
+        url: String,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl FetchError {
@@ -167,14 +177,15 @@ impl FetchError {
             | Self::Redirect { url, .. }
             | Self::Transport { url, .. }
             | Self::Body { url, .. }
-            | Self::BodyTooLarge { url, .. } => url,
+            | Self::BodyTooLarge { url, .. }
+            | Self::Panicked { url, .. } => url,
         }
     }
 
     /// A short, stable name for the variant, for logs, metrics and JSON records:
     /// `invalid_url`, `unsupported_scheme`, `invalid_header`, `invalid_body`,
     /// `host_not_allowed`, `session`, `connect`, `timeout`, `redirect`, `transport`, `body`,
-    /// `body_too_large`.
+    /// `body_too_large`, `panicked`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::InvalidUrl { .. } => "invalid_url",
@@ -189,6 +200,7 @@ impl FetchError {
             Self::Transport { .. } => "transport",
             Self::Body { .. } => "body",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::Panicked { .. } => "panicked",
         }
     }
 
@@ -283,6 +295,17 @@ pub enum BuildError {
     /// `num_processes(0)`: a pool needs at least one thread.
     #[error("num_processes must be at least 1")]
     ZeroProcesses,
+
+    /// A number setting is outside the range it accepts.
+    #[error("{setting} must be {allowed}, not {value}")]
+    OutOfRange {
+        /// The builder's setting, by its method's name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// The values it accepts, in words.
+        allowed: String,
+    },
 
     /// A [`Pool`](crate::Pool) could not start the thread that feeds its workers.
     #[error("could not start the pool's feeding thread: {source}")]

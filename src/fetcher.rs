@@ -1,18 +1,19 @@
-//! [`Fetcher`]: configuration, the per-worker sessions, an optional dedicated pool, and the one
-//! path every request takes (`Fetcher::run`), from [`Fetcher::execute`] or a batch's workers.
+//! [`Fetcher`]: configuration, the per-worker sessions, the worker threads, and the one path
+//! every request takes (`Fetcher::run`), from [`Fetcher::execute`] or the engine's workers.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use reqwest::ClientBuilder;
 use thread_local::ThreadLocal;
+use tokio::sync::Semaphore;
 use url::Url;
 
+use crate::engine::{self, ToThread, Window};
 use crate::limits::HostLimits;
 use crate::session::{Session, SessionHooks};
 use crate::tls::SharedTls;
@@ -58,14 +59,21 @@ struct Shared {
     host_limits: HostLimits,
     sessions: ThreadLocal<Result<Session, String>>,
     tls: SharedTls,
-    pool: Option<rayon::ThreadPool>,
+    /// The worker threads, started by `build` when `num_processes` was set, else on first use.
+    pool: OnceLock<Result<rayon::ThreadPool, String>>,
+    threads: usize,
+    concurrency: usize,
+    /// Requests sending or reading a body, across every caller: `concurrency` permits.
+    in_flight: Semaphore,
+    /// Requests the engine's workers have taken from an input and not handed on yet.
+    taken: Arc<Semaphore>,
 }
 
 /// Everything a user can set, with every default in one place.
 #[derive(Clone, Debug)]
 struct Settings {
     num_processes: Option<usize>,
-    in_flight_per_worker: usize,
+    concurrency: Option<usize>,
     retry: Option<RetryPolicy>,
     timeout: Duration,
     connect_timeout: Duration,
@@ -99,6 +107,20 @@ pub struct Progress<'a> {
 }
 
 impl Settings {
+    /// The worker threads: `num_processes`, or one per core.
+    fn threads(&self) -> usize {
+        self.num_processes.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        })
+    }
+
+    /// Requests in flight: `concurrency`, or `num_processes` set alone, or the default.
+    fn concurrency(&self) -> usize {
+        self.concurrency
+            .or(self.num_processes)
+            .unwrap_or(Fetcher::DEFAULT_CONCURRENCY)
+    }
+
     /// `true` if requests may go to `url`'s host.
     fn allows(&self, url: &Url) -> bool {
         host_allowed(self.allowed_hosts.as_deref(), url)
@@ -137,7 +159,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             num_processes: None,
-            in_flight_per_worker: 1,
+            concurrency: None,
             retry: None,
             timeout: Fetcher::DEFAULT_TIMEOUT,
             connect_timeout: Fetcher::DEFAULT_CONNECT_TIMEOUT,
@@ -161,8 +183,21 @@ impl Fetcher {
     /// The largest response body read, unless set otherwise: 16 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
-    /// A fetcher with every default: no dedicated pool (work runs on the caller's rayon pool),
-    /// default sessions, [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) and
+    /// The number of requests a fetcher keeps in flight unless told otherwise: 64, near curl
+    /// `--parallel`'s 50 and httpx's 100. See [`FetcherBuilder::concurrency`].
+    pub const DEFAULT_CONCURRENCY: usize = 64;
+
+    /// The most requests in flight a fetcher accepts: each may hold a socket, and a process
+    /// usually may open 1,024 files unless its limit is raised.
+    pub const MAX_CONCURRENCY: usize = 10_000;
+
+    /// The most worker threads a fetcher accepts. Requests in flight are set with
+    /// [`concurrency`](FetcherBuilder::concurrency), not with threads.
+    pub const MAX_THREADS: usize = 1_024;
+
+    /// A fetcher with every default: one worker thread per core (started on first use),
+    /// [`DEFAULT_CONCURRENCY`](Self::DEFAULT_CONCURRENCY) requests in flight, default sessions,
+    /// [`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT) and
     /// [`DEFAULT_MAX_BODY_BYTES`](Self::DEFAULT_MAX_BODY_BYTES).
     pub fn new() -> Self {
         Self::from_settings(Settings::default(), None)
@@ -182,6 +217,12 @@ impl Fetcher {
     }
 
     fn from_settings(settings: Settings, pool: Option<rayon::ThreadPool>) -> Self {
+        let threads = settings.threads();
+        let concurrency = settings.concurrency();
+        let started = OnceLock::new();
+        if let Some(pool) = pool {
+            let _ = started.set(Ok(pool));
+        }
         Self {
             shared: Arc::new(Shared {
                 done: AtomicU64::new(0),
@@ -190,7 +231,11 @@ impl Fetcher {
                 settings,
                 sessions: ThreadLocal::new(),
                 tls: SharedTls::default(),
-                pool,
+                pool: started,
+                threads,
+                concurrency,
+                in_flight: Semaphore::new(concurrency),
+                taken: Arc::new(Semaphore::new(concurrency.saturating_mul(2))),
             }),
         }
     }
@@ -225,7 +270,7 @@ impl Fetcher {
     }
 
     /// What stops `request` before it is sent, if anything: its URL or its host.
-    fn check(&self, request: &Request) -> Result<(), FetchError> {
+    pub(crate) fn check(&self, request: &Request) -> Result<(), FetchError> {
         let url = request.checked_url()?;
         if !self.shared.settings.allows(url) {
             return Err(FetchError::HostNotAllowed {
@@ -237,80 +282,38 @@ impl Fetcher {
     }
 
     /// Settles `request` unsent, failed with `error`.
-    fn unsent(&self, request: Request, error: FetchError) -> FetchResult {
+    pub(crate) fn unsent(&self, request: Request, error: FetchError) -> FetchResult {
         self.finish(Err(ThreadException::new(request, error, 0)))
     }
 
-    /// Sends every request, each worker of the current pool keeping up to
-    /// `in_flight_per_worker` in flight and taking the next request as soon as one completes,
-    /// and returns the outcomes in the order of `requests`.
-    ///
-    /// Workers pull requests one by one from a shared cursor rather than from fixed shares, so
-    /// that no worker idles with an empty window while another still has a queue of its own.
-    pub(crate) fn execute_all(&self, requests: &[Request]) -> Vec<FetchResult> {
-        let window = self.in_flight_per_worker();
-        let cursor = AtomicUsize::new(0);
-        let outcomes: Vec<OnceLock<FetchResult>> = std::iter::repeat_with(OnceLock::new)
-            .take(requests.len())
-            .collect();
-        self.install(|| {
-            rayon::broadcast(|_| {
-                let mut taken = std::iter::from_fn(|| {
-                    let index = cursor.fetch_add(1, Ordering::Relaxed);
-                    requests.get(index).map(|request| (index, request.clone()))
-                })
-                .peekable();
-                // A worker left without work builds no session (runtime, client, user hooks).
-                if taken.peek().is_none() {
-                    return;
-                }
-                let settle = |index: usize, outcome| {
-                    let _ = outcomes[index].set(outcome);
-                };
-                match self.session_here() {
-                    // One `block_on` for the worker's whole share: its requests run side by
-                    // side on its runtime, every one through `run`.
-                    Ok(session) => session.block_on(
-                        futures_util::stream::iter(taken)
-                            .map(|(index, request)| async move {
-                                let outcome = match self.check(&request) {
-                                    Ok(()) => self.run(session, request).await,
-                                    Err(error) => self.unsent(request, error),
-                                };
-                                (index, outcome)
-                            })
-                            .buffer_unordered(window)
-                            .for_each(|(index, outcome)| {
-                                settle(index, outcome);
-                                std::future::ready(())
-                            }),
-                    ),
-                    Err(reason) => {
-                        for (index, request) in taken {
-                            let error = self
-                                .check(&request)
-                                .err()
-                                .unwrap_or_else(|| session_error(&request, reason));
-                            settle(index, self.unsent(request, error));
-                        }
-                    }
-                }
-            });
-        });
-        outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .into_inner()
-                    .expect("every request was taken by a worker and got its outcome")
-            })
-            .collect()
+    /// The error of `request` when there is no session to send it with.
+    pub(crate) fn unsent_error(&self, request: &Request, reason: &str) -> FetchError {
+        session_error(request, reason)
+    }
+
+    /// Checks and sends `request` on this worker's session, which the engine built before it
+    /// spawned the request as a task of the session's runtime.
+    pub(crate) async fn fetch_here(&self, request: Request) -> FetchResult {
+        if let Err(error) = self.check(&request) {
+            return self.unsent(request, error);
+        }
+        match self.shared.sessions.get() {
+            Some(Ok(session)) => self.run(session, request).await,
+            Some(Err(reason)) => {
+                let error = session_error(&request, reason);
+                self.unsent(request, error)
+            }
+            None => {
+                let error = session_error(&request, "the worker has no session");
+                self.unsent(request, error)
+            }
+        }
     }
 
     /// This thread's session, built on first use, or why it cannot send. A failed build is
     /// kept too: the hooks are not run again for every item, and each item the thread takes
     /// reports the same reason.
-    fn session_here(&self) -> Result<&Session, &str> {
+    pub(crate) fn session_here(&self) -> Result<&Session, &str> {
         if let Some(reason) = crate::session::unusable_here() {
             return Err(reason);
         }
@@ -319,7 +322,7 @@ impl Fetcher {
             .sessions
             .get_or(|| {
                 let settings = &shared.settings;
-                Session::build(&settings.hooks, &shared.tls, |base| {
+                Session::build(&settings.hooks, &shared.tls, self.session_slots(), |base| {
                     base.connect_timeout(settings.connect_timeout)
                         .redirect(settings.redirect_policy())
                 })
@@ -338,7 +341,13 @@ impl Fetcher {
             attempts += 1;
             let received = match request.checked_url() {
                 Ok(url) => {
-                    let _admission = self.shared.host_limits.admit(url).await;
+                    // The host's slot and turn first: a request waiting for them holds no
+                    // in-flight slot, so requests to other hosts go on meanwhile.
+                    let _admission = session
+                        .waiting_for(self.shared.host_limits.admit(url))
+                        .await;
+                    let _slot = session.slots.acquire().await;
+                    let _in_flight = self.shared.in_flight.acquire().await;
                     session
                         .send(&request, url, timeout, settings.max_body_bytes)
                         .await
@@ -356,7 +365,7 @@ impl Fetcher {
             };
             let retry = settings.retry.as_ref();
             match retry.and_then(|policy| policy.delay_before_retry(attempts, &outcome)) {
-                Some(delay) => tokio::time::sleep(delay).await,
+                Some(delay) => session.waiting_for(tokio::time::sleep(delay)).await,
                 None => return self.finish(outcome),
             }
         }
@@ -391,15 +400,170 @@ impl Fetcher {
         )
     }
 
-    /// How many requests each worker keeps in flight at once.
-    pub(crate) fn in_flight_per_worker(&self) -> usize {
-        self.shared.settings.in_flight_per_worker
-    }
-
     /// The size of the dedicated pool, if [`num_processes`](FetcherBuilder::num_processes) was
     /// set.
     pub fn num_processes(&self) -> Option<usize> {
         self.shared.settings.num_processes
+    }
+
+    /// The number of requests this fetcher keeps in flight at most, across all its callers
+    /// (see [`FetcherBuilder::concurrency`]).
+    ///
+    /// ```
+    /// assert_eq!(parfetch::Fetcher::new().concurrency(), parfetch::Fetcher::DEFAULT_CONCURRENCY);
+    /// let fetcher = parfetch::Fetcher::builder().num_processes(8).build()?;
+    /// assert_eq!(fetcher.concurrency(), 8);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn concurrency(&self) -> usize {
+        self.shared.concurrency
+    }
+
+    /// The number of worker threads this fetcher sends its requests from.
+    pub fn threads(&self) -> usize {
+        self.shared.threads
+    }
+
+    /// The worker threads, started on first use unless `build` started them.
+    pub(crate) fn workers(&self) -> Result<&rayon::ThreadPool, &str> {
+        let shared = &*self.shared;
+        shared
+            .pool
+            .get_or_init(|| start_pool(shared.threads).map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// How many outcomes may wait for an earlier one where order is kept: eight per request in
+    /// flight, so that one slow request lets the others go on for about eight times its share
+    /// of the work before the input stops.
+    pub(crate) fn reorder_window(&self) -> usize {
+        self.shared.concurrency.saturating_mul(8)
+    }
+
+    /// Fetches the requests of a plain iterator, taking the next one whenever a slot frees
+    /// up, and calls `each` on the calling thread with every outcome as soon as it completes.
+    ///
+    /// This is the streaming form for sequential sources, such as the lines of a file or a
+    /// channel: the iterator is read on a thread of its own, only as fast as slots free up, and
+    /// outcomes are handed on as they complete, also while the iterator waits for its next item.
+    /// Memory stays bounded by what is in flight, however long the input.
+    ///
+    /// ```
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// # let base = format!("http://{}", listener.local_addr().unwrap());
+    /// # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
+    /// #     use std::io::{Read, Write};
+    /// #     let mut head = [0u8; 4096];
+    /// #     let _ = stream.read(&mut head);
+    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    /// # });
+    /// use std::io::BufRead;
+    ///
+    /// let lines = format!("{base}/a\n{base}/b\n{base}/c\n");
+    /// let urls = std::io::Cursor::new(lines).lines().map_while(Result::ok);
+    /// let mut statuses = Vec::new();
+    /// parfetch::Fetcher::new().for_each_completed(urls, |outcome| {
+    ///     statuses.push(outcome.map(|response| response.status().as_u16()).unwrap_or(0));
+    /// });
+    /// assert_eq!(statuses, [200, 200, 200]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `each` or the iterator panics, after the requests in flight have ended.
+    pub fn for_each_completed<I, F>(&self, requests: I, each: F)
+    where
+        I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
+        F: FnMut(FetchResult),
+    {
+        self.for_each_outcome(requests, false, each);
+    }
+
+    /// Like [`for_each_completed`](Self::for_each_completed), but calls `each` in the order of
+    /// the input. An outcome that completes before an earlier one waits for it, and the input is
+    /// not read further while eight times [`concurrency`](Self::concurrency) outcomes wait: a
+    /// request that takes long slows the others down only once that window is full.
+    ///
+    /// ```no_run
+    /// let urls = (0..1000).map(|i| format!("http://127.0.0.1:8080/item/{i}"));
+    /// parfetch::Fetcher::new().for_each_in_order(urls, |outcome| match outcome {
+    ///     Ok(response) => println!("{}", response.status()),
+    ///     Err(exception) => eprintln!("{exception}"),
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    /// As [`for_each_completed`](Self::for_each_completed).
+    pub fn for_each_in_order<I, F>(&self, requests: I, each: F)
+    where
+        I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
+        F: FnMut(FetchResult),
+    {
+        self.for_each_outcome(requests, true, each);
+    }
+
+    fn for_each_outcome<I, F>(&self, requests: I, in_order: bool, mut each: F)
+    where
+        I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
+        F: FnMut(FetchResult),
+    {
+        let requests = requests.into_iter();
+        if self.is_on_own_worker() {
+            requests.for_each(|request| each(self.execute(request)));
+            return;
+        }
+        let window = in_order.then(|| (Arc::new(Window::default()), self.reorder_window()));
+        let (sender, outcomes) = std::sync::mpsc::sync_channel(self.concurrency());
+        let sink = ToThread::new(sender, window.clone());
+        std::thread::scope(|scope| {
+            let feeding = scope.spawn(move || {
+                engine::run(self, &sink, |inlet| {
+                    for request in requests {
+                        if !inlet.push(None, request.into()) {
+                            break;
+                        }
+                    }
+                });
+            });
+            // If `each` panics, the feed must not wait for a window that no longer moves.
+            let _release = window
+                .as_ref()
+                .map(|(window, _)| CloseWindow(Arc::clone(window)));
+            match &window {
+                None => outcomes.iter().for_each(|(_, outcome)| each(outcome)),
+                Some((window, _)) => {
+                    let mut waiting = std::collections::BTreeMap::new();
+                    let mut next = 0;
+                    for (index, outcome) in outcomes.iter() {
+                        waiting.insert(index, outcome);
+                        while let Some(outcome) = waiting.remove(&next) {
+                            each(outcome);
+                            next += 1;
+                            window.advance(next);
+                        }
+                    }
+                }
+            }
+            drop(outcomes);
+            if let Err(panic) = feeding.join() {
+                std::panic::resume_unwind(panic);
+            }
+        });
+    }
+
+    /// How many requests a session on this thread may send at once: a worker's even share of
+    /// the concurrency; any other thread's session, all of it.
+    pub(crate) fn session_slots(&self) -> usize {
+        if self.is_on_own_worker() {
+            self.shared.concurrency.div_ceil(self.shared.threads)
+        } else {
+            self.shared.concurrency
+        }
+    }
+
+    /// The engine's permits for requests taken from an input and not yet handed on.
+    pub(crate) fn taken_permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.shared.taken)
     }
 
     /// The number of sessions built so far: one per thread that has sent a request through this
@@ -408,21 +572,35 @@ impl Fetcher {
         self.shared.sessions.iter().count()
     }
 
-    /// Runs `op` on the dedicated pool if there is one, else right here.
-    pub(crate) fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
-        match &self.shared.pool {
-            Some(pool) => pool.install(op),
-            None => op(),
-        }
-    }
-
-    /// `true` if work must be moved into a dedicated pool: there is one and the calling thread
-    /// is not one of its workers.
-    pub(crate) fn is_outside_own_pool(&self) -> bool {
+    /// `true` on one of this fetcher's own worker threads: in an adaptor that follows a fetch
+    /// with this fetcher, which calls it again.
+    pub(crate) fn is_on_own_worker(&self) -> bool {
         self.shared
             .pool
-            .as_ref()
-            .is_some_and(|pool| pool.current_thread_index().is_none())
+            .get()
+            .and_then(|pool| pool.as_ref().ok())
+            .is_some_and(|pool| pool.current_thread_index().is_some())
+    }
+}
+
+/// Starts `threads` worker threads.
+fn start_pool(threads: usize) -> Result<rayon::ThreadPool, BuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|index| format!("parfetch-{index}"))
+        .build()
+        .map_err(|source| BuildError::ThreadPool {
+            num_processes: threads,
+            source,
+        })
+}
+
+/// Closes an ordered window when its consumer is done, even by a panic.
+struct CloseWindow(Arc<Window>);
+
+impl Drop for CloseWindow {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -436,8 +614,8 @@ impl fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let settings = &self.shared.settings;
         f.debug_struct("Fetcher")
-            .field("num_processes", &settings.num_processes)
-            .field("in_flight_per_worker", &settings.in_flight_per_worker)
+            .field("threads", &self.shared.threads)
+            .field("concurrency", &self.shared.concurrency)
             .field("retry", &settings.retry)
             .field("timeout", &settings.timeout)
             .field("connect_timeout", &settings.connect_timeout)
@@ -486,43 +664,49 @@ pub struct FetcherBuilder {
 }
 
 impl FetcherBuilder {
-    /// Runs requests on a dedicated rayon pool of `n` threads, built once by
-    /// [`build`](Self::build) and used by every call with this fetcher. I/O-bound work wants
-    /// many more threads than cores: each thread has one request in flight at a time.
+    /// Sends requests from a dedicated pool of `n` worker threads, started by
+    /// [`build`](Self::build), each with its own session: the original's `num_processes`.
+    /// Set alone, it also sets [`concurrency`](Self::concurrency) to `n`, so that a user of the
+    /// original who asks for 64 gets 64 requests in flight, as there.
     ///
-    /// Unset, requests run on the caller's current rayon pool (the global one, sized to the
-    /// number of cores, unless called inside `ThreadPool::install`).
+    /// Unset, a fetcher has one worker thread per core, started on its first call. Threads do
+    /// not need to grow with the requests in flight: each keeps many of them going at once.
+    /// At most [`Fetcher::MAX_THREADS`].
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder().num_processes(16).build()?;
+    /// assert_eq!((fetcher.threads(), fetcher.concurrency()), (16, 16));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn num_processes(mut self, n: usize) -> Self {
         self.settings.num_processes = Some(n);
         self
     }
 
-    /// Lets each worker keep up to `k` requests in flight at once (default 1), driven together
-    /// by its session's runtime: concurrency becomes `num_processes × k` without as many
-    /// threads. A pool sized to the cores with `k` = 32 does the work of hundreds of threads for
-    /// a fraction of their CPU and memory, and leaves the cores to the CPU work chained after
-    /// [`fetch`](crate::FetchAll::fetch) in the same pipeline.
+    /// Keeps at most `n` requests in flight at once across the whole fetcher, whatever the
+    /// number of threads: every call that uses this fetcher (the trait's adaptors, `Pool`,
+    /// `map`, [`execute`](Fetcher::execute) from any thread) shares its `n` slots.
     ///
-    /// With `k` > 1 the input's items are collected first, as they are (for `par_iter()` over a
-    /// collection, a reference each), then made into requests and sent in batches of 64 windows
-    /// per worker (`threads × k × 64` requests): in a batch, every worker takes the next request
-    /// as soon as one of its own completes (so none idles while others still have work), and
-    /// when the batch is done its outcomes, in input order, are handed to the adaptors that
-    /// follow before the next batch is made. So the requests and responses of only one batch
-    /// are held at once, unless the pipeline keeps them (as
-    /// [`fetch_all`](crate::FetchAll::fetch_all) does); and a short-circuiting adaptor
-    /// (`find_any`, `any`, ...) that is satisfied stops the batches after its own. `0` counts
-    /// as 1. [`Pool`](crate::Pool) keeps one request in flight per thread.
+    /// How the settings combine: `concurrency(n)` is the number in flight;
+    /// [`num_processes(t)`](Self::num_processes) the number of worker threads, and the number in
+    /// flight too when `concurrency` is not set; with neither,
+    /// [`Fetcher::DEFAULT_CONCURRENCY`] in flight on one thread per core. At most
+    /// [`Fetcher::MAX_CONCURRENCY`].
+    ///
+    /// Every request takes its slot after its host's slot and turn
+    /// ([`max_per_host`](Self::max_per_host), [`per_host_rate`](Self::per_host_rate)) and gives
+    /// it back between retries, so a request that waits for its host or its backoff does not hold
+    /// back requests to other hosts. A slow request holds only its own slot.
     ///
     /// ```
     /// let fetcher = parfetch::Fetcher::builder()
-    ///     .num_processes(2)
-    ///     .in_flight_per_worker(32) // 64 requests in flight on 2 threads
+    ///     .concurrency(256) // 256 requests in flight, on one thread per core
     ///     .build()?;
+    /// assert_eq!(fetcher.concurrency(), 256);
     /// # Ok::<(), parfetch::BuildError>(())
     /// ```
-    pub fn in_flight_per_worker(mut self, k: usize) -> Self {
-        self.settings.in_flight_per_worker = k.max(1);
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.settings.concurrency = Some(n);
         self
     }
 
@@ -695,27 +879,47 @@ impl FetcherBuilder {
         self
     }
 
-    /// Builds the fetcher, starting its dedicated pool if one was asked for.
+    /// Builds the fetcher, starting its worker threads if
+    /// [`num_processes`](Self::num_processes) was set.
     ///
     /// # Errors
-    /// [`BuildError::ZeroProcesses`] for `num_processes(0)`, [`BuildError::ThreadPool`] when
-    /// the pool's threads cannot be started.
+    /// [`BuildError::ZeroProcesses`] for `num_processes(0)`, [`BuildError::OutOfRange`] for a
+    /// number of threads or a concurrency outside its range, [`BuildError::ThreadPool`] when
+    /// the threads cannot be started.
+    ///
+    /// ```
+    /// let error = parfetch::Fetcher::builder().concurrency(100_000).build().unwrap_err();
+    /// assert_eq!(error.to_string(), "concurrency must be from 1 to 10000, not 100000");
+    /// ```
     pub fn build(self) -> Result<Fetcher, BuildError> {
-        let pool = match self.settings.num_processes {
-            None => None,
-            Some(0) => return Err(BuildError::ZeroProcesses),
-            Some(num_processes) => Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(num_processes)
-                    .thread_name(|index| format!("parfetch-{index}"))
-                    .build()
-                    .map_err(|source| BuildError::ThreadPool {
-                        num_processes,
-                        source,
-                    })?,
-            ),
+        let settings = self.settings;
+        let in_range = |setting, value: usize, max| {
+            if (1..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(BuildError::OutOfRange {
+                    setting,
+                    value: value.to_string(),
+                    allowed: format!("from 1 to {max}"),
+                })
+            }
         };
-        Ok(Fetcher::from_settings(self.settings, pool))
+        if let Some(n) = settings.num_processes {
+            if n == 0 {
+                return Err(BuildError::ZeroProcesses);
+            }
+            in_range("num_processes", n, Fetcher::MAX_THREADS)?;
+        }
+        if let Some(n) = settings.concurrency {
+            in_range("concurrency", n, Fetcher::MAX_CONCURRENCY)?;
+        } else if let Some(n) = settings.num_processes {
+            in_range("concurrency", n, Fetcher::MAX_CONCURRENCY)?;
+        }
+        let pool = match settings.num_processes {
+            Some(threads) => Some(start_pool(threads)?),
+            None => None,
+        };
+        Ok(Fetcher::from_settings(settings, pool))
     }
 }
 

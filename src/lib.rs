@@ -61,23 +61,32 @@
 //!
 //! # Threads and requests in flight
 //!
-//! A worker's session is an async reqwest client driven by a single-threaded tokio runtime on the
-//! worker itself: no request is handed to another thread and back. By default each worker has
-//! one request in flight, so concurrency is the number of threads, as in the original. Rayon's
-//! global pool has one thread per core, right for CPU work and far too few for I/O: give the
-//! fetcher a dedicated pool with [`num_processes`](FetcherBuilder::num_processes), and let each
-//! worker keep several requests in flight with
-//! [`in_flight_per_worker`](FetcherBuilder::in_flight_per_worker). One thread per core with
-//! dozens of requests in flight each is the fastest setup measured (see the README), and leaves
-//! the cores to the CPU work chained after [`fetch`](FetchAll::fetch).
+//! One knob sets how many requests are in flight:
+//! [`concurrency`](FetcherBuilder::concurrency), across the whole fetcher, whatever the number of
+//! threads ([`Fetcher::DEFAULT_CONCURRENCY`], 64, unless set). A fetcher sends from worker threads
+//! of its own, one per core unless [`num_processes`](FetcherBuilder::num_processes) says
+//! otherwise; each worker's session is an async reqwest client driven by a single-threaded
+//! tokio runtime on the worker itself, and keeps many requests going at once. Set alone,
+//! `num_processes(n)` also sets `concurrency(n)`, so a user of the original who asks for 64 gets
+//! 64 requests in flight, as there.
+//!
+//! Requests stream, with no batches: the input is read as slots free up (an unindexed source
+//! such as `par_bridge()` over a channel starts sending before it ends), a slow request holds
+//! only its own slot, and outcomes are handed to the adaptors that follow as they complete.
+//! Those adaptors run on the fetcher's workers. Where order is kept (an indexed input driven by
+//! an indexed consumer, such as `collect` into a `Vec`), outcomes that complete ahead of an
+//! earlier one wait in a window of eight per request in flight, and the input stops while the
+//! window is full; [`fetch_all`](FetchAll::fetch_all) keeps everything anyway and needs no
+//! window. Memory is bounded by what is in flight (at most `2 × concurrency` responses, each
+//! at most [`max_body_bytes`](FetcherBuilder::max_body_bytes)) plus that window, never by the
+//! length of the input.
 //!
 //! ```no_run
 //! use parfetch::prelude::*;
 //! use rayon::prelude::*;
 //!
 //! let fetcher = parfetch::Fetcher::builder()
-//!     .num_processes(2)
-//!     .in_flight_per_worker(32) // 64 requests in flight
+//!     .concurrency(256) // 256 requests in flight, on one thread per core
 //!     .build()?;
 //! let urls: Vec<String> = (0..10_000).map(|i| format!("http://127.0.0.1:8080/{i}")).collect();
 //! let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
@@ -100,6 +109,7 @@
 //! - `cookies`: reqwest's cookie store, switched on per session by a hook:
 //!   `.initializer(|session| session.cookie_store(true))`.
 
+mod engine;
 mod error;
 mod fetcher;
 mod limits;

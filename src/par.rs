@@ -1,11 +1,9 @@
 //! The [`FetchAll`] extension trait and its lazy [`Fetch`] adaptor.
 
-use rayon::iter::plumbing::{Consumer, Folder, ProducerCallback, Reducer, UnindexedConsumer};
-use rayon::iter::{
-    Either, IndexedParallelIterator, IntoParallelIterator, IntoParallelRefMutIterator,
-    ParallelIterator,
-};
+use rayon::iter::plumbing::{Consumer, ProducerCallback, UnindexedConsumer};
+use rayon::iter::{Either, IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
+use crate::engine::{self, Feed, KeepAll, Ordered, Unordered};
 use crate::{Fetcher, Request, ThreadException, ThreadResponse};
 
 /// What one request becomes: a response (any HTTP status) or an exception.
@@ -20,10 +18,12 @@ pub type FetchResult = Result<ThreadResponse, ThreadException>;
 /// Each worker thread sends its requests through its own session, built on its first request
 /// and kept by the [`Fetcher`]. Every input item ends up exactly once in the output.
 ///
-/// `fetch` and `fetch_all` use the [global fetcher](Fetcher::global): one request at a time per
-/// thread of the current rayon pool (by default, one thread per core). Requests mostly wait, so for
-/// I/O-bound batches give the `*_with` methods a fetcher that keeps several in flight per
-/// worker ([`in_flight_per_worker`](crate::FetcherBuilder::in_flight_per_worker)).
+/// `fetch` and `fetch_all` use the [global fetcher](Fetcher::global):
+/// [`DEFAULT_CONCURRENCY`](Fetcher::DEFAULT_CONCURRENCY) requests in flight on one worker thread
+/// per core. Give the `*_with` methods a fetcher of your own for other settings. Calls that share
+/// a fetcher share its [`concurrency`](crate::FetcherBuilder::concurrency). An adaptor after
+/// `fetch` that calls the same fetcher again runs on one of its workers, and those requests are
+/// sent from that worker one at a time (still within the fetcher's concurrency).
 ///
 /// ```
 /// use parfetch::prelude::*;
@@ -75,13 +75,12 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
 
     /// Like [`fetch`](Self::fetch), with `fetcher`'s sessions, settings and pool.
     ///
-    /// With a dedicated pool ([`num_processes`](crate::FetcherBuilder::num_processes)), the
-    /// requests and the adaptors chained after them run on that pool. Positional adaptors
-    /// (`zip`, `enumerate`, ...) chained after `fetch_with` on an indexed input make the results
-    /// be collected first, then handed on, when the fetcher has a dedicated pool. With several
-    /// requests in flight per worker, the requests go out in batches and each batch's outcomes
-    /// are handed on before the next one is sent
-    /// ([`in_flight_per_worker`](crate::FetcherBuilder::in_flight_per_worker)).
+    /// The input is read on the caller's side, as slots free up; the requests and the adaptors
+    /// chained after them run on the fetcher's worker threads, each outcome handed on as it
+    /// completes. For an indexed input driven by an indexed consumer, outcomes are handed on in
+    /// input order through a bounded reorder window (see the [crate docs](crate)). Positional
+    /// adaptors that pull by position (`zip`, `enumerate`, ...) make the outcomes be collected
+    /// first, then handed on.
     fn fetch_with(self, fetcher: &Fetcher) -> Fetch<Self> {
         Fetch {
             base: self,
@@ -96,12 +95,31 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     }
 
     /// Like [`fetch_all`](Self::fetch_all), with `fetcher`'s sessions, settings and pool.
+    ///
+    /// It keeps every outcome anyway, so it needs no reorder window: each is put in its place
+    /// as it completes, and a slow request holds back nothing but itself.
     fn fetch_all_with(self, fetcher: &Fetcher) -> (Vec<ThreadResponse>, Vec<ThreadException>) {
-        self.fetch_with(fetcher)
-            .partition_map(|outcome| match outcome {
-                Ok(response) => Either::Left(response),
-                Err(exception) => Either::Right(exception),
-            })
+        let split = |outcome: FetchResult| match outcome {
+            Ok(response) => Either::Left(response),
+            Err(exception) => Either::Right(exception),
+        };
+        if fetcher.is_on_own_worker() {
+            return self.map(|item| fetcher.execute(item)).partition_map(split);
+        }
+        let offset = self.opt_len().map(|_| 0);
+        let sink = KeepAll::new();
+        engine::run(fetcher, &sink, |inlet| {
+            self.drive_unindexed(Feed { inlet, offset });
+        });
+        let mut responses = Vec::new();
+        let mut exceptions = Vec::new();
+        for outcome in sink.into_sorted() {
+            match outcome {
+                Ok(response) => responses.push(response),
+                Err(exception) => exceptions.push(exception),
+            }
+        }
+        (responses, exceptions)
     }
 }
 
@@ -127,14 +145,31 @@ where
         C: UnindexedConsumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        fetcher.install(|| {
-            if fetcher.in_flight_per_worker() > 1 {
-                fetch_in_batches(base, &fetcher, consumer)
-            } else {
-                base.map(|item| fetcher.execute(item))
-                    .drive_unindexed(consumer)
-            }
-        })
+        if fetcher.is_on_own_worker() {
+            return base
+                .map(|item| fetcher.execute(item))
+                .drive_unindexed(consumer);
+        }
+        // Rayon's convention: an input that knows its length is indexed, and its consumer
+        // (a collect into a vector, say) may only be split by position. Keep its order.
+        if let Some(len) = base.opt_len() {
+            let (sink, reducers) = Ordered::new(consumer, len, fetcher.reorder_window());
+            engine::run(&fetcher, &sink, |inlet| {
+                base.drive_unindexed(Feed {
+                    inlet,
+                    offset: Some(0),
+                });
+            });
+            return sink.into_result(reducers);
+        }
+        let (sink, reducers) = Unordered::new(consumer, fetcher.threads());
+        engine::run(&fetcher, &sink, |inlet| {
+            base.drive_unindexed(Feed {
+                inlet,
+                offset: None,
+            });
+        });
+        sink.into_result(reducers)
     }
 
     fn opt_len(&self) -> Option<usize> {
@@ -155,13 +190,17 @@ where
         C: Consumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        fetcher.install(|| {
-            if fetcher.in_flight_per_worker() > 1 {
-                fetch_in_batches(base, &fetcher, consumer)
-            } else {
-                base.map(|item| fetcher.execute(item)).drive(consumer)
-            }
-        })
+        if fetcher.is_on_own_worker() {
+            return base.map(|item| fetcher.execute(item)).drive(consumer);
+        }
+        let (sink, reducers) = Ordered::new(consumer, base.len(), fetcher.reorder_window());
+        engine::run(&fetcher, &sink, |inlet| {
+            base.drive(Feed {
+                inlet,
+                offset: Some(0),
+            });
+        });
+        sink.into_result(reducers)
     }
 
     fn with_producer<CB>(self, callback: CB) -> CB::Output
@@ -169,72 +208,14 @@ where
         CB: ProducerCallback<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.is_outside_own_pool() || fetcher.in_flight_per_worker() > 1 {
-            // A producer callback need not be `Send`, so it cannot move into the dedicated pool:
-            // the requests run through `drive` and their outcomes are handed on from here.
-            let outcomes: Vec<FetchResult> = Fetch { base, fetcher }.collect();
-            outcomes.into_par_iter().with_producer(callback)
-        } else {
-            base.map(|item| fetcher.execute(item))
-                .with_producer(callback)
+        if fetcher.is_on_own_worker() {
+            return base
+                .map(|item| fetcher.execute(item))
+                .with_producer(callback);
         }
+        // A producer is pulled by position from any thread, which requests in flight cannot
+        // be: the outcomes are collected first, then handed on.
+        let outcomes: Vec<FetchResult> = Fetch { base, fetcher }.collect();
+        outcomes.into_par_iter().with_producer(callback)
     }
-}
-
-/// With several requests in flight per worker, the requests are sent in batches of this many
-/// windows per worker: enough that the end of a batch, when its last requests finish while other
-/// slots stand empty, is a small part of its time; few enough that the outcomes waiting for the
-/// end of the batch stay a small part of a large input.
-const WINDOWS_PER_BATCH: usize = 64;
-
-/// With several requests in flight per worker: the input's items collected as they are, then
-/// made into requests and sent batch by batch, each batch's outcomes handed to `consumer`
-/// before the next batch is made. Runs where it is called (inside the fetcher's pool, if it
-/// has one).
-///
-/// Items are kept rather than requests because they are usually references into the caller's
-/// collection: eight bytes each where a request would be a few hundred.
-fn fetch_in_batches<I, C>(base: I, fetcher: &Fetcher, consumer: C) -> C::Result
-where
-    I: ParallelIterator<Item: Into<Request>>,
-    C: Consumer<FetchResult>,
-{
-    let mut items: Vec<Option<I::Item>> = base.map(Some).collect();
-    let batch_len =
-        rayon::current_num_threads() * fetcher.in_flight_per_worker() * WINDOWS_PER_BATCH;
-    drive_batches(&mut items, batch_len, fetcher, consumer)
-}
-
-/// Splits `items` at batch boundaries, halves at a time as rayon's own bridge does, and
-/// drives the left half before the right one, so that batches go out in input order. Each
-/// item is taken out when its batch is made.
-fn drive_batches<T, C>(
-    items: &mut [Option<T>],
-    batch_len: usize,
-    fetcher: &Fetcher,
-    consumer: C,
-) -> C::Result
-where
-    T: Into<Request> + Send,
-    C: Consumer<FetchResult>,
-{
-    if consumer.full() {
-        return consumer.into_folder().complete();
-    }
-    if items.len() <= batch_len {
-        let requests: Vec<Request> = items
-            .par_iter_mut()
-            .map(|item| item.take().expect("each item is in one batch").into())
-            .collect();
-        return fetcher
-            .execute_all(&requests)
-            .into_par_iter()
-            .drive(consumer);
-    }
-    let middle = (items.len() / batch_len / 2).max(1) * batch_len;
-    let (before, after) = items.split_at_mut(middle);
-    let (left, right, reducer) = consumer.split_at(middle);
-    let left = drive_batches(before, batch_len, fetcher, left);
-    let right = drive_batches(after, batch_len, fetcher, right);
-    reducer.reduce(left, right)
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rayon::iter::{IntoParallelIterator, ParallelBridge, ParallelIterator};
+use rayon::iter::IntoParallelIterator;
 use reqwest::ClientBuilder;
 
 use crate::{
@@ -111,9 +111,10 @@ where
 /// - [`join_all`](Self::join_all) closes the queue, then waits;
 ///   [`join_all_timeout`](Self::join_all_timeout) gives up after a while.
 /// - Sessions are built lazily, one per thread that takes a job, not `num_processes` up front.
-///   Each thread has one job in flight, as in the original (the queue may stay open and idle,
-///   and a finished job's result must not wait for the next one).
-/// - The default is [`Pool::DEFAULT_NUM_PROCESSES`] threads, not the number of CPUs.
+///   Each thread keeps many jobs in flight: a pool without settings has one thread per core and
+///   [`Fetcher::DEFAULT_CONCURRENCY`] jobs in flight, and `num_processes(n)` alone gives `n`
+///   threads with `n` jobs in flight, as in the original. Results are handed out as they
+///   complete, also while the queue is open and idle.
 /// - Dropping a running pool returns at once: jobs not started are dropped, the threads end by
 ///   themselves when their current request does.
 pub struct Pool {
@@ -123,11 +124,6 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The number of threads of a pool built without
-    /// [`num_processes`](PoolBuilder::num_processes). The original uses the number of CPUs,
-    /// far too few for I/O-bound work.
-    pub const DEFAULT_NUM_PROCESSES: usize = 16;
-
     /// Starts configuring a pool.
     pub fn builder() -> PoolBuilder {
         PoolBuilder::default()
@@ -457,11 +453,11 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
     // A panic here would be a bug of this crate (`execute` catches the user's); even then,
     // waiters must not hang.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        jobs.into_iter()
-            .take_while(|_| !outcomes.cancelled.load(Ordering::SeqCst))
-            .par_bridge()
-            .fetch_with(&fetcher)
-            .for_each(|outcome| outcomes.record(outcome));
+        let cancelled = &outcomes.cancelled;
+        let jobs = jobs
+            .into_iter()
+            .take_while(|_| !cancelled.load(Ordering::SeqCst));
+        fetcher.for_each_completed(jobs, |outcome| outcomes.record(outcome));
     }));
     outcomes.driver_stopped();
 }
@@ -472,14 +468,19 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
 #[must_use = "a builder does nothing until it is given its jobs"]
 pub struct PoolBuilder {
     fetcher: FetcherBuilder,
-    num_processes: Option<usize>,
 }
 
 impl PoolBuilder {
-    /// The number of threads, each with its own session; [`Pool::DEFAULT_NUM_PROCESSES`]
-    /// unless set. See [`FetcherBuilder::num_processes`].
+    /// The number of threads, each with its own session, and of jobs in flight unless
+    /// [`concurrency`](Self::concurrency) is set. See [`FetcherBuilder::num_processes`].
     pub fn num_processes(mut self, n: usize) -> Self {
-        self.num_processes = Some(n);
+        self.fetcher = self.fetcher.num_processes(n);
+        self
+    }
+
+    /// The number of jobs in flight at once. See [`FetcherBuilder::concurrency`].
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.fetcher = self.fetcher.concurrency(n);
         self
     }
 
@@ -546,8 +547,7 @@ impl PoolBuilder {
     /// # Errors
     /// [`BuildError`] for `num_processes(0)` or when the threads cannot be started.
     pub fn build(self) -> Result<Pool, BuildError> {
-        let num_processes = self.num_processes.unwrap_or(Pool::DEFAULT_NUM_PROCESSES);
-        let fetcher = self.fetcher.num_processes(num_processes).build()?;
+        let fetcher = self.fetcher.build()?;
         let outcomes = Arc::new(Outcomes {
             state: Mutex::new(PoolState::default()),
             changed: Condvar::new(),

@@ -42,9 +42,17 @@ impl fmt::Debug for SessionHooks {
     }
 }
 
-/// One worker's session: its client and the runtime that drives it.
+/// One worker's session: its client, the runtime that drives it, and its share of the
+/// fetcher's requests in flight.
 pub(crate) struct Session {
     client: reqwest::Client,
+    /// Requests this session may send at once. A worker's share of the fetcher's concurrency:
+    /// each request in flight may hold a connection of the session's own pool, so the shares
+    /// keep a fetcher's connections near its concurrency, however the work falls on workers.
+    pub(crate) slots: tokio::sync::Semaphore,
+    /// Requests of this session waiting for their host's slot or turn, or for a backoff: they
+    /// hold no slot, and the engine takes more work for this worker meanwhile.
+    waiting: std::sync::atomic::AtomicUsize,
     /// Always `Some` until dropped; an `Option` so that `Drop` can shut it down without waiting.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -90,6 +98,7 @@ impl Session {
     pub(crate) fn build(
         hooks: &SessionHooks,
         tls: &SharedTls,
+        slots: usize,
         fetcher_settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -120,6 +129,8 @@ impl Session {
         };
         Ok(Self {
             client,
+            slots: tokio::sync::Semaphore::new(slots),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             runtime: Some(runtime),
         })
     }
@@ -142,6 +153,25 @@ impl Session {
                     timeout,
                 })
             })
+    }
+
+    /// Runs `wait` counted as waiting (see [`waiting`](Self::waiting)).
+    pub(crate) async fn waiting_for<F: std::future::Future>(&self, wait: F) -> F::Output {
+        use std::sync::atomic::Ordering;
+        struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _counted = Counted(&self.waiting);
+        wait.await
+    }
+
+    /// How many of this session's requests wait for their host or a backoff right now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `future` to completion on this session's runtime, on the calling thread.
@@ -247,7 +277,7 @@ fn call_hook<T>(name: &str, hook: impl FnOnce() -> T) -> Result<T, String> {
         .map_err(|payload| format!("the {name} panicked: {}", panic_message(payload.as_ref())))
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
         .copied()

@@ -87,7 +87,7 @@ proptest! {
         } else {
             let fetcher = Fetcher::builder()
                 .num_processes(threads)
-                .in_flight_per_worker(in_flight)
+                .concurrency(threads * in_flight)
                 .timeout(Duration::from_secs(10))
                 .retry(retry)
                 .build()

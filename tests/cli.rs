@@ -192,6 +192,9 @@ fn usage_errors_exit_two() {
         &["-H", "bad name: v"],
         &["/no/such/file"],
         &["-j", "0"],
+        &["-j", "100000"],
+        &["--threads", "0"],
+        &["--threads", "100000"],
     ] {
         let output = parfetch(args, "");
         assert_eq!(
@@ -204,12 +207,43 @@ fn usage_errors_exit_two() {
 }
 
 #[test]
+fn absurd_concurrency_and_threads_are_refused_in_the_options_words() {
+    let output = parfetch(&["-j", "100000"], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--concurrency must be from 1 to 10000, not 100000"),
+        "{}",
+        stderr(&output)
+    );
+    let output = parfetch(&["--threads", "5000"], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--threads must be from 1 to 1024, not 5000"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn concurrency_is_the_number_in_flight_in_total() {
+    let server = TestServer::start();
+    let input: String = (0..200)
+        .map(|i| server.url(&format!("/delay/20?i={i}\n")))
+        .collect();
+    let output = parfetch(&["-j", "12", "--threads", "2"], &input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(records(&output).len(), 200);
+    let max = server.stats().max_in_flight();
+    assert!((7..=12).contains(&max), "{max} in flight with -j 12");
+}
+
+#[test]
 fn completion_order_still_writes_every_result_once() {
     let server = TestServer::start();
     let input: String = (0..300)
         .map(|i| server.url(&format!("/delay/{}?i={i}\n", i % 7)))
         .collect();
-    let output = parfetch(&["-j", "4", "--in-flight", "8"], &input);
+    let output = parfetch(&["-j", "8", "--threads", "2"], &input);
     assert_eq!(output.status.code(), Some(0));
     let mut urls: Vec<String> = records(&output)
         .iter()

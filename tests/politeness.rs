@@ -34,7 +34,7 @@ fn a_per_host_cap_bounds_multiplexed_workers_too() {
     let server = TestServer::start();
     let fetcher = Fetcher::builder()
         .num_processes(2)
-        .in_flight_per_worker(16)
+        .concurrency(32)
         .max_per_host(5)
         .build()
         .unwrap();

@@ -210,7 +210,7 @@ fn multiplexed_workers_retry_without_holding_up_the_others() {
         .collect();
     let fetcher = Fetcher::builder()
         .num_processes(2)
-        .in_flight_per_worker(8)
+        .concurrency(16)
         .retry(fast_retries(2))
         .build()
         .unwrap();

@@ -155,7 +155,7 @@ fn the_progress_hook_sees_every_outcome_once_with_running_counts() {
     let recorder = Arc::clone(&seen);
     let fetcher = Fetcher::builder()
         .num_processes(4)
-        .in_flight_per_worker(4)
+        .concurrency(16)
         .on_progress(move |progress| {
             recorder.lock().unwrap().push((
                 progress.done,

@@ -6,15 +6,14 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use parfetch::prelude::*;
 use parfetch::{FetchResult, Fetcher, Method, Request, RetryPolicy};
-use rayon::prelude::*;
 
 /// Fetch many URLs in parallel and write one JSON line per result.
 ///
@@ -35,13 +34,14 @@ struct Args {
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Worker threads, each with its own session [default: number of cores].
-    #[arg(short = 'j', long, value_name = "N")]
-    num_processes: Option<usize>,
+    /// Requests in flight at once, in total (as xargs -P and curl --parallel-max mean it);
+    /// at most 10000.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = Fetcher::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
 
-    /// Requests each worker keeps in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    in_flight: usize,
+    /// Worker threads, each with its own session [default: number of cores]; at most 1024.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 
     /// Seconds a request may take, body included.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
@@ -84,9 +84,6 @@ struct Args {
     #[arg(long)]
     allow_failures: bool,
 }
-
-/// Lines are read and fetched this many at a time, so memory stays flat whatever the input size.
-const BATCH: usize = 4096;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -143,15 +140,14 @@ fn run(args: &Args) -> Result<Summary, String> {
     };
 
     let mut builder = Fetcher::builder()
-        .num_processes(
-            args.num_processes
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        )
-        .in_flight_per_worker(args.in_flight)
+        .concurrency(args.concurrency)
         .timeout(seconds(args.timeout, "--timeout")?)
         .connect_timeout(seconds(args.connect_timeout, "--connect-timeout")?)
         .max_body_bytes(args.max_body_bytes)
         .progress_bar(bar.clone());
+    if let Some(threads) = args.threads {
+        builder = builder.num_processes(threads);
+    }
     if args.retries > 0 {
         builder = builder.retry(RetryPolicy::new(args.retries + 1));
     }
@@ -161,62 +157,110 @@ fn run(args: &Args) -> Result<Summary, String> {
     if let Some(rate) = args.rate {
         builder = builder.per_host_rate(rate);
     }
-    let fetcher = builder.build().map_err(|e| e.to_string())?;
+    let fetcher = builder.build().map_err(|e| usage_of(&e))?;
 
-    let output: Box<dyn Write + Send> = match &args.output {
-        Some(path) => Box::new(
-            File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
-        ),
-        None => Box::new(io::stdout()),
-    };
-    let (lines_tx, lines_rx) = mpsc::sync_channel::<Line>(BATCH);
-    let writer = std::thread::spawn(move || write_lines(output, lines_rx));
-
-    let started = Instant::now();
-    let mut malformed = 0u64;
-    let mut batch: Vec<Request> = Vec::with_capacity(BATCH);
+    // Every input is opened before anything is sent.
     let inputs: Vec<PathBuf> = if args.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
         args.inputs.clone()
     };
-    for input in &inputs {
-        let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
-            Box::new(io::stdin().lock())
-        } else {
-            Box::new(BufReader::new(
-                File::open(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?,
-            ))
-        };
-        for (index, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| format!("reading {}: {e}", input.display()))?;
-            match parse_line(&line, &method, &headers) {
-                Ok(Some(request)) => batch.push(request),
-                Ok(None) => {}
-                Err(message) => {
-                    malformed += 1;
-                    bar.suspend(|| eprintln!("{}:{}: {message}", input.display(), index + 1));
-                }
+    let readers = inputs
+        .iter()
+        .map(|input| {
+            let reader: Box<dyn BufRead + Send> = if input.as_os_str() == "-" {
+                Box::new(BufReader::new(io::stdin()))
+            } else {
+                Box::new(BufReader::new(
+                    File::open(input)
+                        .map_err(|e| format!("cannot read {}: {e}", input.display()))?,
+                ))
+            };
+            Ok((input.clone(), reader))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let output: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        ),
+        None => Box::new(io::stdout()),
+    };
+
+    let started = Instant::now();
+    let malformed = AtomicU64::new(0);
+    let read_error = Mutex::new(None);
+    let write_failed = AtomicBool::new(false);
+    // Read on the fetcher's feeding thread, only as fast as requests go out.
+    let requests = readers
+        .into_iter()
+        .flat_map(|(input, reader)| {
+            reader
+                .lines()
+                .enumerate()
+                .map(move |(index, line)| (input.clone(), index + 1, line))
+        })
+        .take_while(|_| !write_failed.load(Ordering::Relaxed))
+        .map_while(|(input, number, line)| match line {
+            Ok(line) => Some((input, number, line)),
+            Err(e) => {
+                *read_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(format!("reading {}: {e}", input.display()));
+                None
             }
-            if batch.len() == BATCH {
-                fetch_batch(
-                    &fetcher,
-                    std::mem::take(&mut batch),
-                    args.keep_order,
-                    &lines_tx,
-                );
+        })
+        .filter_map(
+            |(input, number, line)| match parse_line(&line, &method, &headers) {
+                Ok(request) => request,
+                Err(message) => {
+                    malformed.fetch_add(1, Ordering::Relaxed);
+                    bar.suspend(|| eprintln!("{}:{number}: {message}", input.display()));
+                    None
+                }
+            },
+        );
+
+    let mut output = BufWriter::new(output);
+    let mut summary = Summary::new();
+    let mut write_error = None;
+    let mut write = |outcome: FetchResult| {
+        if write_error.is_some() {
+            return;
+        }
+        let line = to_line(outcome);
+        match writeln!(output, "{}", line.json) {
+            Ok(()) => summary.count(line.tally),
+            Err(e) => {
+                write_error = Some(format!("writing results: {e}"));
+                write_failed.store(true, Ordering::Relaxed);
             }
         }
+    };
+    if args.keep_order {
+        fetcher.for_each_in_order(requests, &mut write);
+    } else {
+        fetcher.for_each_completed(requests, &mut write);
     }
-    fetch_batch(&fetcher, batch, args.keep_order, &lines_tx);
-    drop(lines_tx);
-    let mut summary = writer
-        .join()
-        .map_err(|_| "the writer thread panicked".to_owned())??;
+    if let Some(error) = write_error {
+        return Err(error);
+    }
+    output
+        .flush()
+        .map_err(|e| format!("writing results: {e}"))?;
+    if let Some(error) = read_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(error);
+    }
     bar.finish_and_clear();
-    summary.malformed = malformed;
+    summary.malformed = malformed.into_inner();
     summary.wall = started.elapsed();
     Ok(summary)
+}
+
+/// A setting the library refused, in the words of a command-line option.
+fn usage_of(error: &parfetch::BuildError) -> String {
+    error
+        .to_string()
+        .replace("num_processes", "--threads")
+        .replace("concurrency", "--concurrency")
 }
 
 /// A request from one input line; `None` for blank lines and comments.
@@ -256,28 +300,6 @@ enum Tally {
     Exception { kind: &'static str },
 }
 
-fn fetch_batch(
-    fetcher: &Fetcher,
-    batch: Vec<Request>,
-    keep_order: bool,
-    lines: &mpsc::SyncSender<Line>,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let outcomes = batch.into_par_iter().fetch_with(fetcher).map(to_line);
-    if keep_order {
-        let in_order: Vec<Line> = outcomes.collect();
-        for line in in_order {
-            let _ = lines.send(line);
-        }
-    } else {
-        outcomes.for_each_with(lines.clone(), |lines, line| {
-            let _ = lines.send(line);
-        });
-    }
-}
-
 fn to_line(outcome: FetchResult) -> Line {
     let (json, tally) = match &outcome {
         Ok(response) => (
@@ -298,22 +320,6 @@ fn to_line(outcome: FetchResult) -> Line {
         format!(r#"{{"ok":false,"error":{{"kind":"record","message":"{e}"}}}}"#)
     });
     Line { json, tally }
-}
-
-fn write_lines(
-    output: Box<dyn Write + Send>,
-    lines: mpsc::Receiver<Line>,
-) -> Result<Summary, String> {
-    let mut output = BufWriter::new(output);
-    let mut summary = Summary::new();
-    for line in lines {
-        writeln!(output, "{}", line.json).map_err(|e| format!("writing results: {e}"))?;
-        summary.count(line.tally);
-    }
-    output
-        .flush()
-        .map_err(|e| format!("writing results: {e}"))?;
-    Ok(summary)
 }
 
 struct Summary {

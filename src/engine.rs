@@ -1,0 +1,834 @@
+//! The streaming engine: how one call keeps a fetcher's requests in flight, with no batches.
+//!
+//! # Shape
+//!
+//! A call has three parties, on two sets of threads:
+//!
+//! - **The feed** runs on the caller's side (the caller's thread, and its rayon pool when the
+//!   input is a parallel iterator). It turns input items into numbered [`Job`]s and pushes them
+//!   into a bounded channel, blocking while the channel is full. So the input is read only as
+//!   fast as slots free up, and an unindexed source (`par_bridge()` over a channel) starts
+//!   sending before it ends.
+//! - **The workers** are the threads of the fetcher's own pool, one session each. A worker
+//!   takes a job whenever the fetcher has a free *taken* permit, spawns it as a task on its
+//!   session's runtime (so every request goes through `Fetcher::run`), and whenever tasks
+//!   complete it leaves the runtime to hand their outcomes to the sink. Nothing waits for a
+//!   batch: each completed request frees its own slot.
+//! - **The sink** decides where outcomes go: a rayon consumer (one folder per worker when order
+//!   does not matter, blocks of an indexed consumer when it does), `fetch_all`'s vectors, a
+//!   `Pool`'s queues, or the calling thread of [`Fetcher::for_each_completed`].
+//!
+//! The feed and the workers never share threads, which is what keeps them from deadlocking: a
+//! feed that blocks on a full channel waits for workers that are free to drain it.
+//!
+//! # Bounds
+//!
+//! - In flight (sending or reading a body): at most `concurrency`, across the whole fetcher,
+//!   enforced in `Fetcher::run` for every entry point.
+//! - Taken from the input and not yet handed on: at most twice that. The extra half covers the
+//!   requests that wait for a host slot, a rate turn or a backoff (they hold no in-flight slot,
+//!   so requests to other hosts go on), and outcomes a worker has not handed on yet.
+//! - Ordered sinks add a reorder window: outcomes that completed ahead of an earlier one
+//!   wait there, and the feed stops while the window is full.
+//!
+//! So memory is bounded by `2 × concurrency × max_body_bytes` plus the window, never by the
+//! length of the input.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use futures_util::FutureExt;
+use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::{FetchError, FetchResult, Fetcher, Request, ThreadException};
+
+/// One input item on its way to a worker, numbered: by its position for indexed inputs, by
+/// arrival otherwise.
+pub(crate) struct Job {
+    index: usize,
+    request: Request,
+}
+
+/// Where a call's outcomes go.
+pub(crate) trait Sink: Sync {
+    /// What one worker keeps for this call (a folder, its share of the outcomes); it never
+    /// leaves the worker's thread.
+    type Local;
+
+    /// Called once on each worker, before it takes a job.
+    fn open(&self, worker: usize) -> Self::Local;
+
+    /// Takes one outcome, on a worker, outside its runtime (so user code it runs may call
+    /// parfetch again). May block, which holds the worker back: that is the backpressure.
+    /// Returns `false` when no more outcomes are wanted.
+    fn accept(&self, local: &mut Self::Local, index: usize, outcome: FetchResult) -> bool;
+
+    /// Called once on each worker when it is done with this call.
+    fn close(&self, worker: usize, local: Self::Local);
+
+    /// Waits until item `index` may be sent (a reorder window has room); `false` if the call
+    /// stopped meanwhile. Runs on the feed's side.
+    fn admit(&self, _index: usize, _stopped: &AtomicBool) -> bool {
+        true
+    }
+
+    /// Wakes feeds waiting in [`admit`](Self::admit) after the call stopped.
+    fn wake(&self) {}
+}
+
+/// The feed's side of a call: numbers items and pushes them to the workers.
+pub(crate) struct Inlet<'a, S> {
+    jobs: async_channel::Sender<Job>,
+    arrivals: AtomicUsize,
+    stopped: &'a AtomicBool,
+    sink: &'a S,
+}
+
+impl<S: Sink> Inlet<'_, S> {
+    /// Sends `request` to the workers, numbered `index` or by arrival; `false` once the call has
+    /// stopped taking input.
+    pub(crate) fn push(&self, index: Option<usize>, request: Request) -> bool {
+        let index = index.unwrap_or_else(|| self.arrivals.fetch_add(1, Ordering::Relaxed));
+        !self.is_stopped()
+            && self.sink.admit(index, self.stopped)
+            && self.jobs.send_blocking(Job { index, request }).is_ok()
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs one call: `feed` pushes the input on the calling thread while the fetcher's workers
+/// fetch it into `sink`. Returns when every job pushed has been handed to the sink (or the call
+/// stopped) and every worker has closed its part.
+///
+/// # Panics
+/// Re-raises a panic of `feed` or of the sink's user code, after the workers have stopped.
+pub(crate) fn run<S, F>(fetcher: &Fetcher, sink: &S, feed: F)
+where
+    S: Sink,
+    F: FnOnce(&Inlet<'_, S>),
+{
+    let pool = match fetcher.workers() {
+        Ok(pool) => pool,
+        Err(reason) => return run_without_workers(fetcher, sink, feed, reason),
+    };
+    let capacity = fetcher.concurrency();
+    let (sender, receiver) = async_channel::bounded(capacity);
+    let stopped = AtomicBool::new(false);
+    pool.in_place_scope(|scope| {
+        scope.spawn_broadcast(|_, context| {
+            work(fetcher, &receiver, sink, context.index(), &stopped);
+        });
+        let inlet = Inlet {
+            jobs: sender,
+            arrivals: AtomicUsize::new(0),
+            stopped: &stopped,
+            sink,
+        };
+        // Dropped before the scope waits for the workers, also when `feed` panics: the
+        // channel closes and the workers finish what is in it.
+        let _close_on_exit = CloseOnDrop(&inlet.jobs);
+        feed(&inlet);
+    });
+}
+
+struct CloseOnDrop<'a>(&'a async_channel::Sender<Job>);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// When the fetcher's threads could not be started: every item fails with that reason, on the
+/// calling thread, and still reaches the sink.
+fn run_without_workers<S, F>(fetcher: &Fetcher, sink: &S, feed: F, reason: &str)
+where
+    S: Sink,
+    F: FnOnce(&Inlet<'_, S>),
+{
+    let (sender, receiver) = async_channel::unbounded();
+    let stopped = AtomicBool::new(false);
+    let inlet = Inlet {
+        jobs: sender,
+        arrivals: AtomicUsize::new(0),
+        stopped: &stopped,
+        sink,
+    };
+    feed(&inlet);
+    drop(inlet);
+    let mut local = sink.open(0);
+    while let Ok(Job { index, request }) = receiver.try_recv() {
+        let error = fetcher.unsent_error(&request, reason);
+        if !sink.accept(&mut local, index, fetcher.unsent(request, error)) {
+            break;
+        }
+    }
+    sink.close(0, local);
+}
+
+/// Stops the call if a worker unwinds (a user adaptor panicked), so that the feed is not left
+/// blocked on a channel nobody drains.
+struct StopOnUnwind<'a> {
+    jobs: &'a async_channel::Receiver<Job>,
+    stopped: &'a AtomicBool,
+    wake: &'a dyn Fn(),
+}
+
+impl StopOnUnwind<'_> {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.jobs.close();
+        (self.wake)();
+    }
+}
+
+impl Drop for StopOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.stop();
+        }
+    }
+}
+
+/// One worker's part of a call.
+fn work<S: Sink>(
+    fetcher: &Fetcher,
+    jobs: &async_channel::Receiver<Job>,
+    sink: &S,
+    worker: usize,
+    stopped: &AtomicBool,
+) {
+    let wake = || sink.wake();
+    let guard = StopOnUnwind {
+        jobs,
+        stopped,
+        wake: &wake,
+    };
+    let mut local = sink.open(worker);
+    // A worker that never gets a job builds no session (runtime, client, user hooks).
+    let Ok(first) = jobs.recv_blocking() else {
+        sink.close(worker, local);
+        return;
+    };
+    let session = match fetcher.session_here() {
+        Ok(session) => session,
+        Err(reason) => {
+            let mut next = Some(first);
+            while let Some(Job { index, request }) =
+                next.take().or_else(|| jobs.recv_blocking().ok())
+            {
+                let error = fetcher
+                    .check(&request)
+                    .err()
+                    .unwrap_or_else(|| fetcher.unsent_error(&request, reason));
+                if !sink.accept(&mut local, index, fetcher.unsent(request, error)) {
+                    guard.stop();
+                    break;
+                }
+            }
+            sink.close(worker, local);
+            return;
+        }
+    };
+
+    let taken = fetcher.taken_permits();
+    // A worker takes a job only when it has a free slot to send it, so that no job waits behind
+    // a slow one while another worker has room; requests that wait for their host or a
+    // backoff hold no slot, up to a second share.
+    let share = fetcher.session_slots();
+    let has_room =
+        |tasks: usize| tasks < share.saturating_mul(2) && tasks < share + session.waiting();
+    let mut tasks = Tasks {
+        set: JoinSet::new(),
+        session,
+    };
+    let tasks = &mut tasks.set;
+    let mut first = Some(first);
+    let mut input_open = true;
+    loop {
+        let ready = session.block_on(async {
+            if let Some(job) = first.take() {
+                // Taken before its permit: waiting for one here is waiting for a slot.
+                if let Ok(permit) = Arc::clone(&taken).acquire_owned().await {
+                    spawn(tasks, fetcher, job, permit);
+                }
+            }
+            let mut ready = Vec::new();
+            loop {
+                tokio::select! {
+                    biased;
+                    next = take(jobs, &taken), if input_open
+                        && has_room(tasks.len())
+                        && !stopped.load(Ordering::Relaxed) =>
+                    {
+                        match next {
+                            Some((job, permit)) => spawn(tasks, fetcher, job, permit),
+                            None => input_open = false,
+                        }
+                    }
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                        ready.extend(done.ok());
+                        while let Some(done) = tasks.try_join_next() {
+                            ready.extend(done.ok());
+                        }
+                        return ready;
+                    }
+                    else => return ready,
+                }
+            }
+        });
+        for (index, outcome, permit) in ready {
+            let wanted = sink.accept(&mut local, index, outcome);
+            drop(permit);
+            if !wanted {
+                guard.stop();
+            }
+        }
+        if stopped.load(Ordering::Relaxed) || (!input_open && tasks.is_empty()) {
+            break;
+        }
+    }
+    sink.close(worker, local);
+}
+
+/// A worker's requests in flight. On a stop they are abandoned, not waited for; but an aborted
+/// task is dropped only when its runtime next runs, and until then it holds its slots: so the
+/// runtime is run once more here, also when a user adaptor panicked.
+struct Tasks<'s> {
+    set: JoinSet<(usize, FetchResult, OwnedSemaphorePermit)>,
+    session: &'s crate::session::Session,
+}
+
+impl Drop for Tasks<'_> {
+    fn drop(&mut self) {
+        self.set.abort_all();
+        if crate::session::unusable_here().is_none() {
+            self.session
+                .block_on(async { while self.set.join_next().await.is_some() {} });
+        }
+    }
+}
+
+/// The next job, once this fetcher has a free slot for it; `None` when the input has ended.
+async fn take(
+    jobs: &async_channel::Receiver<Job>,
+    taken: &Arc<Semaphore>,
+) -> Option<(Job, OwnedSemaphorePermit)> {
+    let permit = Arc::clone(taken).acquire_owned().await.ok()?;
+    let job = jobs.recv().await.ok()?;
+    Some((job, permit))
+}
+
+/// Runs `job` as a task of the worker's runtime. A panic inside (a callback that a session hook
+/// installed, say) ends that item as [`FetchError::Panicked`] instead of losing it.
+fn spawn(
+    tasks: &mut JoinSet<(usize, FetchResult, OwnedSemaphorePermit)>,
+    fetcher: &Fetcher,
+    Job { index, request }: Job,
+    permit: OwnedSemaphorePermit,
+) {
+    let fetcher = fetcher.clone();
+    tasks.spawn(async move {
+        let kept = request.clone();
+        let outcome = AssertUnwindSafe(fetcher.fetch_here(request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| {
+                let error = FetchError::Panicked {
+                    url: kept.url().to_owned(),
+                    message: crate::session::panic_message(payload.as_ref()).to_owned(),
+                };
+                Err(ThreadException::new(kept, error, 1))
+            });
+        (index, outcome, permit)
+    });
+}
+
+fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every state below stays consistent under each lock; a panic elsewhere must not make it
+    // unusable (the call still has to end).
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The feed of a rayon parallel iterator: a consumer that pushes each item to the workers.
+/// Split with `split_at` (indexed inputs), it numbers items by position; split off unindexed,
+/// by arrival.
+pub(crate) struct Feed<'a, 'i, S> {
+    pub(crate) inlet: &'a Inlet<'i, S>,
+    pub(crate) offset: Option<usize>,
+}
+
+/// The reducer of consumers whose result is `()`.
+pub(crate) struct NothingToReduce;
+
+impl Reducer<()> for NothingToReduce {
+    fn reduce(self, _left: (), _right: ()) {}
+}
+
+impl<'a, 'i, S: Sink, T: Into<Request>> Consumer<T> for Feed<'a, 'i, S> {
+    type Folder = FeedFolder<'a, 'i, S>;
+    type Reducer = NothingToReduce;
+    type Result = ();
+
+    fn split_at(self, index: usize) -> (Self, Self, NothingToReduce) {
+        let right = Feed {
+            inlet: self.inlet,
+            offset: self.offset.map(|offset| offset + index),
+        };
+        (self, right, NothingToReduce)
+    }
+
+    fn into_folder(self) -> Self::Folder {
+        FeedFolder {
+            inlet: self.inlet,
+            next: self.offset,
+            stopped: false,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.inlet.is_stopped()
+    }
+}
+
+impl<S: Sink, T: Into<Request>> UnindexedConsumer<T> for Feed<'_, '_, S> {
+    fn split_off_left(&self) -> Self {
+        Feed {
+            inlet: self.inlet,
+            offset: None,
+        }
+    }
+
+    fn to_reducer(&self) -> NothingToReduce {
+        NothingToReduce
+    }
+}
+
+pub(crate) struct FeedFolder<'a, 'i, S> {
+    inlet: &'a Inlet<'i, S>,
+    next: Option<usize>,
+    stopped: bool,
+}
+
+impl<S: Sink, T: Into<Request>> Folder<T> for FeedFolder<'_, '_, S> {
+    type Result = ();
+
+    fn consume(mut self, item: T) -> Self {
+        let index = self.next;
+        self.next = index.map(|index| index + 1);
+        self.stopped = !self.inlet.push(index, item.into());
+        self
+    }
+
+    fn complete(self) {}
+
+    fn full(&self) -> bool {
+        self.stopped || self.inlet.is_stopped()
+    }
+}
+
+/// Every outcome, kept with its number: for `fetch_all`.
+pub(crate) struct KeepAll {
+    parts: Mutex<Vec<(usize, FetchResult)>>,
+}
+
+impl KeepAll {
+    pub(crate) fn new() -> Self {
+        Self {
+            parts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The outcomes, in the order of their numbers.
+    pub(crate) fn into_sorted(self) -> impl Iterator<Item = FetchResult> {
+        let mut all = into_inner(self.parts);
+        all.sort_unstable_by_key(|(index, _)| *index);
+        all.into_iter().map(|(_, outcome)| outcome)
+    }
+}
+
+impl Sink for KeepAll {
+    type Local = Vec<(usize, FetchResult)>;
+
+    fn open(&self, _worker: usize) -> Self::Local {
+        Vec::new()
+    }
+
+    fn accept(&self, local: &mut Self::Local, index: usize, outcome: FetchResult) -> bool {
+        local.push((index, outcome));
+        true
+    }
+
+    fn close(&self, _worker: usize, local: Self::Local) {
+        lock(&self.parts).extend(local);
+    }
+}
+
+/// An unindexed rayon consumer, one piece of it per worker, fed in completion order.
+pub(crate) struct Unordered<C: UnindexedConsumer<FetchResult>> {
+    pieces: Mutex<Vec<Option<C>>>,
+    results: Mutex<Vec<Option<C::Result>>>,
+}
+
+/// The reducers that join a split consumer's pieces, left to right: `reducers[i]` joins the
+/// pieces up to `i` with piece `i + 1`. Kept by the caller: rayon's reducers need not be `Send`.
+pub(crate) struct Reducers<R>(Vec<R>);
+
+impl<R> Reducers<R> {
+    fn reduce<T>(self, results: impl IntoIterator<Item = T>) -> T
+    where
+        R: Reducer<T>,
+    {
+        let mut results = results.into_iter();
+        let first = results.next().expect("a consumer has at least one piece");
+        self.0
+            .into_iter()
+            .zip(results)
+            .fold(first, |left, (reducer, right)| reducer.reduce(left, right))
+    }
+}
+
+impl<C: UnindexedConsumer<FetchResult>> Unordered<C> {
+    pub(crate) fn new(consumer: C, workers: usize) -> (Self, Reducers<C::Reducer>) {
+        let mut pieces = Vec::new();
+        let mut reducers = Vec::new();
+        for _ in 1..workers.max(1) {
+            reducers.push(consumer.to_reducer());
+            pieces.push(Some(consumer.split_off_left()));
+        }
+        pieces.push(Some(consumer));
+        let sink = Self {
+            results: Mutex::new(pieces.iter().map(|_| None).collect()),
+            pieces: Mutex::new(pieces),
+        };
+        (sink, Reducers(reducers))
+    }
+
+    /// The pieces' results, reduced left to right (a piece no worker opened counts as empty).
+    pub(crate) fn into_result(self, reducers: Reducers<C::Reducer>) -> C::Result {
+        let pieces = into_inner(self.pieces);
+        let results = into_inner(self.results);
+        reducers.reduce(pieces.into_iter().zip(results).map(|(piece, result)| {
+            result.unwrap_or_else(|| match piece {
+                Some(piece) => piece.into_folder().complete(),
+                None => unreachable!("a worker that takes a piece leaves its result"),
+            })
+        }))
+    }
+}
+
+impl<C: UnindexedConsumer<FetchResult>> Sink for Unordered<C> {
+    type Local = Option<C::Folder>;
+
+    fn open(&self, worker: usize) -> Self::Local {
+        let piece = lock(&self.pieces).get_mut(worker).and_then(Option::take);
+        piece.map(Consumer::into_folder)
+    }
+
+    fn accept(&self, local: &mut Self::Local, _index: usize, outcome: FetchResult) -> bool {
+        match local.take() {
+            Some(folder) => {
+                let folder = folder.consume(outcome);
+                let wanted = !folder.full();
+                *local = Some(folder);
+                wanted
+            }
+            // More workers than pieces cannot happen (one piece per thread of the pool).
+            None => false,
+        }
+    }
+
+    fn close(&self, worker: usize, local: Self::Local) {
+        if let Some(folder) = local {
+            let result = folder.complete();
+            if let Some(slot) = lock(&self.results).get_mut(worker) {
+                *slot = Some(result);
+            }
+        }
+    }
+}
+
+/// An indexed rayon consumer, fed in input order: cut into blocks of consecutive items, each
+/// block folded as a whole by the worker that completes it, so the adaptors that follow run on
+/// every worker. At most `max_open` blocks are open at once (the reorder window): the feed waits
+/// before sending an item past it.
+pub(crate) struct Ordered<C: Consumer<FetchResult>> {
+    /// One consumer per block, and last the (empty) rest.
+    pieces: Mutex<Vec<Option<C>>>,
+    results: Mutex<Vec<Option<C::Result>>>,
+    state: Mutex<OrderedState>,
+    room: Condvar,
+    len: usize,
+    block_len: usize,
+    max_open: usize,
+}
+
+struct OrderedState {
+    /// Blocks from `first` on, as far as outcomes have arrived for them.
+    open: VecDeque<Block>,
+    /// The lowest block not folded yet.
+    first: usize,
+    stopped: bool,
+}
+
+enum Block {
+    Filling {
+        outcomes: Vec<Option<FetchResult>>,
+        missing: usize,
+    },
+    Folding,
+    Folded,
+}
+
+impl<C: Consumer<FetchResult>> Ordered<C> {
+    /// `consumer` takes `len` items; `window` is how many outcomes may wait for an earlier one.
+    pub(crate) fn new(consumer: C, len: usize, window: usize) -> (Self, Reducers<C::Reducer>) {
+        let block_len = (window / 8).clamp(1, 256);
+        let mut pieces = Vec::with_capacity(len.div_ceil(block_len) + 1);
+        let mut reducers = Vec::with_capacity(pieces.capacity());
+        let mut rest = consumer;
+        let mut start = 0;
+        while start < len {
+            let (block, right, reducer) = rest.split_at(block_len.min(len - start));
+            pieces.push(Some(block));
+            reducers.push(reducer);
+            rest = right;
+            start += block_len;
+        }
+        pieces.push(Some(rest));
+        let sink = Self {
+            results: Mutex::new(pieces.iter().map(|_| None).collect()),
+            pieces: Mutex::new(pieces),
+            state: Mutex::new(OrderedState {
+                open: VecDeque::new(),
+                first: 0,
+                stopped: false,
+            }),
+            room: Condvar::new(),
+            len,
+            block_len,
+            max_open: window.div_ceil(block_len).max(1),
+        };
+        (sink, Reducers(reducers))
+    }
+
+    /// The number of items in block `block`: the last one may be short.
+    fn block_len_of(&self, block: usize) -> usize {
+        self.len
+            .saturating_sub(block * self.block_len)
+            .min(self.block_len)
+    }
+
+    /// The consumer's result: every block reduced in order. Blocks left unfinished by a stop
+    /// are folded with what they have.
+    pub(crate) fn into_result(self, reducers: Reducers<C::Reducer>) -> C::Result {
+        let state = into_inner(self.state);
+        let pieces = into_inner(self.pieces);
+        let results = into_inner(self.results);
+        let mut leftovers = state.open.into_iter();
+        let mut skip = state.first;
+        let results = pieces.into_iter().zip(results).map(|(piece, result)| {
+            let block = if skip > 0 {
+                skip -= 1;
+                None
+            } else {
+                leftovers.next()
+            };
+            result.unwrap_or_else(|| {
+                let piece = piece.expect("a block without a result still has its consumer");
+                match block {
+                    Some(Block::Filling { outcomes, .. }) => {
+                        fold(piece, outcomes.into_iter().flatten())
+                    }
+                    _ => piece.into_folder().complete(),
+                }
+            })
+        });
+        reducers.reduce(results)
+    }
+}
+
+fn fold<C: Consumer<FetchResult>>(
+    consumer: C,
+    outcomes: impl IntoIterator<Item = FetchResult>,
+) -> C::Result {
+    let mut folder = consumer.into_folder();
+    for outcome in outcomes {
+        if folder.full() {
+            break;
+        }
+        folder = folder.consume(outcome);
+    }
+    folder.complete()
+}
+
+impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
+    type Local = ();
+
+    fn open(&self, _worker: usize) {}
+
+    fn accept(&self, (): &mut (), index: usize, outcome: FetchResult) -> bool {
+        let block = index / self.block_len;
+        let mut state = lock(&self.state);
+        if state.stopped || block < state.first {
+            return !state.stopped;
+        }
+        let position = block - state.first;
+        while state.open.len() <= position {
+            let len = self.block_len_of(state.first + state.open.len());
+            state.open.push_back(Block::Filling {
+                outcomes: std::iter::repeat_with(|| None).take(len).collect(),
+                missing: len,
+            });
+        }
+        let Block::Filling { outcomes, missing } = &mut state.open[position] else {
+            return true;
+        };
+        let Some(slot) = outcomes.get_mut(index % self.block_len) else {
+            return true;
+        };
+        *slot = Some(outcome);
+        *missing -= 1;
+        if *missing > 0 {
+            return true;
+        }
+        let Block::Filling { outcomes, .. } =
+            std::mem::replace(&mut state.open[position], Block::Folding)
+        else {
+            unreachable!("the block was filling a moment ago");
+        };
+        drop(state);
+        // Folding runs the adaptors that follow: outside the lock, so other blocks go on.
+        let piece = lock(&self.pieces)[block].take();
+        let mut wanted = true;
+        if let Some(piece) = piece {
+            wanted = !piece.full();
+            let result = fold(piece, outcomes.into_iter().flatten());
+            lock(&self.results)[block] = Some(result);
+        }
+        let mut state = lock(&self.state);
+        let position = block - state.first;
+        state.open[position] = Block::Folded;
+        while matches!(state.open.front(), Some(Block::Folded)) {
+            state.open.pop_front();
+            state.first += 1;
+        }
+        if !wanted {
+            state.stopped = true;
+        }
+        drop(state);
+        self.room.notify_all();
+        wanted
+    }
+
+    fn close(&self, _worker: usize, (): ()) {}
+
+    fn admit(&self, index: usize, stopped: &AtomicBool) -> bool {
+        let block = index / self.block_len;
+        let mut state = lock(&self.state);
+        while block >= state.first + self.max_open
+            && !state.stopped
+            && !stopped.load(Ordering::Relaxed)
+        {
+            state = self
+                .room
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !state.stopped && !stopped.load(Ordering::Relaxed)
+    }
+
+    fn wake(&self) {
+        lock(&self.state).stopped = true;
+        self.room.notify_all();
+    }
+}
+
+/// Outcomes handed to one thread, for [`Fetcher::for_each_completed`] and
+/// [`Fetcher::for_each_in_order`]: a bounded channel, so a slow consumer holds the workers back.
+pub(crate) struct ToThread {
+    outcomes: std::sync::mpsc::SyncSender<(usize, FetchResult)>,
+    /// For an ordered consumer: how many outcomes it has taken, and how far ahead of that the
+    /// feed may send.
+    order: Option<(Arc<Window>, usize)>,
+}
+
+/// How far an ordered consumer has got, for the feed to wait on.
+#[derive(Default)]
+pub(crate) struct Window {
+    taken: Mutex<usize>,
+    moved: Condvar,
+    closed: AtomicBool,
+}
+
+impl Window {
+    /// The consumer has taken every outcome before `next`.
+    pub(crate) fn advance(&self, next: usize) {
+        *lock(&self.taken) = next;
+        self.moved.notify_all();
+    }
+
+    /// The consumer has gone: the feed must not wait for it any more.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let _taken = lock(&self.taken);
+        self.moved.notify_all();
+    }
+}
+
+impl ToThread {
+    pub(crate) fn new(
+        outcomes: std::sync::mpsc::SyncSender<(usize, FetchResult)>,
+        order: Option<(Arc<Window>, usize)>,
+    ) -> Self {
+        Self { outcomes, order }
+    }
+}
+
+impl Sink for ToThread {
+    type Local = std::sync::mpsc::SyncSender<(usize, FetchResult)>;
+
+    fn open(&self, _worker: usize) -> Self::Local {
+        self.outcomes.clone()
+    }
+
+    fn accept(&self, local: &mut Self::Local, index: usize, outcome: FetchResult) -> bool {
+        local.send((index, outcome)).is_ok()
+    }
+
+    fn close(&self, _worker: usize, _local: Self::Local) {}
+
+    fn admit(&self, index: usize, stopped: &AtomicBool) -> bool {
+        let Some((window, width)) = &self.order else {
+            return true;
+        };
+        let mut taken = lock(&window.taken);
+        while index >= *taken + width
+            && !stopped.load(Ordering::Relaxed)
+            && !window.closed.load(Ordering::Relaxed)
+        {
+            taken = window
+                .moved
+                .wait(taken)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        !stopped.load(Ordering::Relaxed) && !window.closed.load(Ordering::Relaxed)
+    }
+
+    fn wake(&self) {
+        if let Some((window, _)) = &self.order {
+            window.close();
+        }
+    }
+}
