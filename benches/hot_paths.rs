@@ -56,7 +56,7 @@ fn round_trips(c: &mut Criterion) {
     let mut group = c.benchmark_group("fetch_all_with 1,000 GETs");
     group.throughput(Throughput::Elements(urls.len() as u64));
     group.sample_size(20);
-    for (name, threads, in_flight) in [("16 threads", 16, 1), ("2 threads x 8 in flight", 2, 8)] {
+    for (name, threads, in_flight) in [("16 threads", 16, 1), ("2 threads, 16 in flight", 2, 8)] {
         let fetcher = Fetcher::builder()
             .num_processes(threads)
             .concurrency(threads * in_flight)

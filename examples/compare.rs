@@ -6,14 +6,17 @@
 //! cargo run --release --example compare -- --reps 5 S1  # only S1, 5 repetitions
 //! ```
 //!
-//! Contenders:
+//! Contenders, each keeping every body until the batch is done, as `fetch_all` does:
 //! - `parfetch`: `urls.par_iter().fetch_all_with(&fetcher)` on
-//!   `Fetcher::builder().num_processes(C)`, which keeps every response, body included;
-//! - `parfetch-multiplexed`: the same on `num_processes(cores).in_flight_per_worker(C / cores)`;
+//!   `Fetcher::builder().concurrency(C)` (one worker thread per core);
+//! - `parfetch-defaults`: plain `urls.par_iter().fetch_all()`, no configuration at all (the
+//!   global fetcher: 64 in flight whatever C is);
+//! - `parfetch-threads`: the original's model, `num_processes(C)` alone (C threads, C in flight);
+//! - `parfetch-command`: the `parfetch` command (`target/release/parfetch`, built with
+//!   `--features cli`; skipped if absent) on a file of the URLs, `-j C`, records to /dev/null;
+//!   wall and CPU time of the process, no peak RSS;
 //! - `async-reqwest`: `futures::stream::iter(..).buffer_unordered(C)` on a multi-thread tokio
 //!   runtime, bodies read fully;
-//!
-//! Every contender keeps the bodies until the batch is done, as `fetch_all` does;
 //! - `rayon-reqwest`: the hand-written loop of the original's model: a rayon pool of C threads,
 //!   a `ThreadLocal` current-thread runtime and async reqwest client per thread, `block_on` per
 //!   request in the worker;
@@ -50,9 +53,13 @@ struct Workload {
     concurrency: usize,
     body_bytes: usize,
     server_delay: Option<Duration>,
+    /// One request in this many goes to `/delay/1000` instead (its body: `delayed`).
+    straggler_every: Option<usize>,
 }
 
-const WORKLOADS: [Workload; 4] = [
+const STRAGGLER_BODY: usize = "delayed".len();
+
+const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "S1",
         what: "10,000 GETs of 100-byte bodies, C=64",
@@ -61,6 +68,7 @@ const WORKLOADS: [Workload; 4] = [
         concurrency: 64,
         body_bytes: 100,
         server_delay: None,
+        straggler_every: None,
     },
     Workload {
         name: "S2-64",
@@ -70,6 +78,7 @@ const WORKLOADS: [Workload; 4] = [
         concurrency: 64,
         body_bytes: 7,
         server_delay: Some(Duration::from_millis(20)),
+        straggler_every: None,
     },
     Workload {
         name: "S2-256",
@@ -79,6 +88,7 @@ const WORKLOADS: [Workload; 4] = [
         concurrency: 256,
         body_bytes: 7,
         server_delay: Some(Duration::from_millis(20)),
+        straggler_every: None,
     },
     Workload {
         name: "S3",
@@ -88,6 +98,17 @@ const WORKLOADS: [Workload; 4] = [
         concurrency: 16,
         body_bytes: 1 << 20,
         server_delay: None,
+        straggler_every: None,
+    },
+    Workload {
+        name: "S4",
+        what: "20,000 GETs of 100-byte bodies, 1 in 500 delayed 1 s, C=64",
+        path: "/bytes/100",
+        requests: 20_000,
+        concurrency: 64,
+        body_bytes: 100,
+        server_delay: None,
+        straggler_every: Some(500),
     },
 ];
 
@@ -96,9 +117,11 @@ const WORKLOADS: [Workload; 4] = [
 /// would compare different work.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-const CONTENDERS: [&str; 6] = [
+const CONTENDERS: [&str; 8] = [
     "parfetch",
-    "parfetch-multiplexed",
+    "parfetch-defaults",
+    "parfetch-threads",
+    "parfetch-command",
     "async-reqwest",
     "rayon-reqwest",
     "rayon-reqwest-multiplexed",
@@ -108,8 +131,16 @@ const CONTENDERS: [&str; 6] = [
 impl Workload {
     fn urls(&self, base: &str) -> Vec<String> {
         (0..self.requests)
-            .map(|i| format!("{base}{}?i={i}", self.path))
+            .map(|i| match self.straggler_every {
+                Some(every) if i % every == every / 2 => format!("{base}/delay/1000?i={i}"),
+                _ => format!("{base}{}?i={i}", self.path),
+            })
             .collect()
+    }
+
+    /// `true` for a body this workload answers with.
+    fn expected(&self, len: usize) -> bool {
+        len == self.body_bytes || (self.straggler_every.is_some() && len == STRAGGLER_BODY)
     }
 
     /// The time the workload takes with `concurrency` requests always in flight and nothing
@@ -155,8 +186,10 @@ fn client(contender: &str, workload: &str, base: &str) {
     // The multiplexed contenders: as many threads as cores, the concurrency spread over them.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let body_lengths: Vec<Option<usize>> = match contender {
-        "parfetch" => run_parfetch(&urls, c, 1),
-        "parfetch-multiplexed" => run_parfetch(&urls, threads, c.div_ceil(threads)),
+        "parfetch" => run_parfetch(&urls, parfetch::Fetcher::builder().concurrency(c)),
+        "parfetch-defaults" => kept(urls.par_iter().fetch_all()),
+        "parfetch-threads" => run_parfetch(&urls, parfetch::Fetcher::builder().num_processes(c)),
+        "parfetch-command" => run_command(&urls, c),
         "async-reqwest" => run_async_reqwest(&urls, c),
         "rayon-reqwest" => run_rayon_reqwest(&urls, c),
         "rayon-reqwest-multiplexed" => {
@@ -168,31 +201,76 @@ fn client(contender: &str, workload: &str, base: &str) {
     let cpu = cpu_seconds() - cpu_before;
     let ok = body_lengths
         .iter()
-        .filter(|len| **len == Some(workload.body_bytes))
+        .filter(|len| len.is_some_and(|len| workload.expected(len)))
         .count();
     let record = json!({
         "returned": body_lengths.len(),
         "ok": ok,
         "wall_s": wall,
         "cpu_s": cpu,
-        "peak_rss_kib": peak_rss_kib(),
+        // The command's own peak is not visible from here.
+        "peak_rss_kib": if contender == "parfetch-command" { 0 } else { peak_rss_kib() },
     });
     println!("{record}");
 }
 
-fn run_parfetch(urls: &[String], threads: usize, in_flight: usize) -> Vec<Option<usize>> {
-    let fetcher = parfetch::Fetcher::builder()
-        .num_processes(threads)
-        .concurrency(threads * in_flight)
+fn run_parfetch(urls: &[String], builder: parfetch::FetcherBuilder) -> Vec<Option<usize>> {
+    let fetcher = builder
         .timeout(REQUEST_TIMEOUT)
         .max_body_bytes(4 << 20)
         .build()
         .expect("fetcher");
-    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+    kept(urls.par_iter().fetch_all_with(&fetcher))
+}
+
+fn kept(
+    (responses, exceptions): (
+        Vec<parfetch::ThreadResponse>,
+        Vec<parfetch::ThreadException>,
+    ),
+) -> Vec<Option<usize>> {
     responses
         .iter()
         .map(|response| Some(response.bytes().len()))
         .chain(exceptions.iter().map(|_| None))
+        .collect()
+}
+
+/// The command's path, if it was built: `cargo build --release --features cli`.
+fn command_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/parfetch")
+}
+
+/// The `parfetch` command on a file of `urls`; what it wrote, read back from its records.
+fn run_command(urls: &[String], c: usize) -> Vec<Option<usize>> {
+    let dir = std::env::temp_dir().join(format!("parfetch-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("urls.txt");
+    let output = dir.join("records.jsonl");
+    std::fs::write(&input, urls.join("\n")).expect("write urls");
+    let status = Command::new(command_path())
+        .args([
+            "-j",
+            &c.to_string(),
+            "--allow-failures",
+            "--timeout",
+            "60",
+            "-o",
+        ])
+        .arg(&output)
+        .arg(&input)
+        .stderr(Stdio::null())
+        .status()
+        .expect("the command runs");
+    assert!(status.success(), "the command failed: {status}");
+    let records = std::fs::read_to_string(&output).expect("records");
+    let _ = std::fs::remove_dir_all(&dir);
+    records
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).ok()?;
+            record["body"].as_str().map(str::len)
+        })
         .collect()
 }
 
@@ -322,8 +400,9 @@ fn cpu_seconds() -> f64 {
             .and_then(|f| f.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from the state.
-    (ticks(11) + ticks(12)) / 100.0
+    // utime, stime, cutime and cstime are fields 14 to 17 of the line: 11 to 14 counting from
+    // the state. The children's are those of the command, once it has been waited for.
+    (ticks(11) + ticks(12) + ticks(13) + ticks(14)) / 100.0
 }
 
 fn peak_rss_kib() -> u64 {
@@ -375,7 +454,11 @@ fn compare(args: &[String]) {
         .iter()
         .copied()
         .filter(|c| *c != "python-toolbelt" || python)
+        .filter(|c| *c != "parfetch-command" || command_path().exists())
         .collect();
+    if !command_path().exists() {
+        eprintln!("parfetch-command: skipped (`cargo build --release --features cli` first)");
+    }
 
     let (mut server, base) = start_server();
     println!(

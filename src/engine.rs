@@ -579,6 +579,8 @@ struct OrderedState {
     open: VecDeque<Block>,
     /// The lowest block not folded yet.
     first: usize,
+    /// Body bytes of the outcomes waiting in filling blocks.
+    waiting_bytes: usize,
     stopped: bool,
 }
 
@@ -594,7 +596,8 @@ enum Block {
 impl<C: Consumer<FetchResult>> Ordered<C> {
     /// `consumer` takes `len` items; `window` is how many outcomes may wait for an earlier one.
     pub(crate) fn new(consumer: C, len: usize, window: usize) -> (Self, Reducers<C::Reducer>) {
-        let block_len = (window / 8).clamp(1, 256);
+        // Small blocks: the oldest one is let through whatever its bodies weigh.
+        let block_len = (window / 64).clamp(1, 16);
         let mut pieces = Vec::with_capacity(len.div_ceil(block_len) + 1);
         let mut reducers = Vec::with_capacity(pieces.capacity());
         let mut rest = consumer;
@@ -613,6 +616,7 @@ impl<C: Consumer<FetchResult>> Ordered<C> {
             state: Mutex::new(OrderedState {
                 open: VecDeque::new(),
                 first: 0,
+                waiting_bytes: 0,
                 stopped: false,
             }),
             room: Condvar::new(),
@@ -659,6 +663,12 @@ impl<C: Consumer<FetchResult>> Ordered<C> {
     }
 }
 
+fn body_len(outcome: &FetchResult) -> usize {
+    outcome
+        .as_ref()
+        .map_or(0, |response| response.bytes().len())
+}
+
 fn fold<C: Consumer<FetchResult>>(
     consumer: C,
     outcomes: impl IntoIterator<Item = FetchResult>,
@@ -698,9 +708,12 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
         let Some(slot) = outcomes.get_mut(index % self.block_len) else {
             return true;
         };
+        let bytes = body_len(&outcome);
         *slot = Some(outcome);
         *missing -= 1;
-        if *missing > 0 {
+        let complete = *missing == 0;
+        state.waiting_bytes += bytes;
+        if !complete {
             return true;
         }
         let Block::Filling { outcomes, .. } =
@@ -708,6 +721,8 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
         else {
             unreachable!("the block was filling a moment ago");
         };
+        let bytes: usize = outcomes.iter().flatten().map(body_len).sum();
+        state.waiting_bytes -= bytes;
         drop(state);
         // Folding runs the adaptors that follow: outside the lock, so other blocks go on.
         let piece = lock(&self.pieces)[block].take();
@@ -737,7 +752,9 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
     fn admit(&self, index: usize, stopped: &AtomicBool) -> bool {
         let block = index / self.block_len;
         let mut state = lock(&self.state);
-        while block >= state.first + self.max_open
+        // The oldest block is always let through, so that the window can move on.
+        while (block >= state.first + self.max_open
+            || (block > state.first && state.waiting_bytes > Fetcher::REORDER_WINDOW_BYTES))
             && !state.stopped
             && !stopped.load(Ordering::Relaxed)
         {

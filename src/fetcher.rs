@@ -191,6 +191,11 @@ impl Fetcher {
     /// usually may open 1,024 files unless its limit is raised.
     pub const MAX_CONCURRENCY: usize = 10_000;
 
+    /// The most body bytes that outcomes waiting for an earlier one may hold where order is
+    /// kept (see [`FetchAll::fetch`](crate::FetchAll::fetch)): 64 MiB. Past it, the input is
+    /// read further only for the oldest outcomes still missing.
+    pub const REORDER_WINDOW_BYTES: usize = 64 << 20;
+
     /// The most worker threads a fetcher accepts. Requests in flight are set with
     /// [`concurrency`](FetcherBuilder::concurrency), not with threads.
     pub const MAX_THREADS: usize = 1_024;
@@ -434,11 +439,16 @@ impl Fetcher {
             .map_err(String::as_str)
     }
 
-    /// How many outcomes may wait for an earlier one where order is kept: eight per request in
-    /// flight, so that one slow request lets the others go on for about eight times its share
-    /// of the work before the input stops.
+    /// How many outcomes may wait for an earlier one where order is kept: 256 per request in
+    /// flight (at most 65,536, at least two per request in flight), so that a slow request lets
+    /// the others go on for a long while before the input stops. Their bodies are bounded too,
+    /// by [`REORDER_WINDOW_BYTES`](Self::REORDER_WINDOW_BYTES).
     pub(crate) fn reorder_window(&self) -> usize {
-        self.shared.concurrency.saturating_mul(8)
+        let concurrency = self.shared.concurrency;
+        concurrency
+            .saturating_mul(256)
+            .min(1 << 16)
+            .max(concurrency.saturating_mul(2))
     }
 
     /// Fetches the requests of a plain iterator, taking the next one whenever a slot frees
@@ -481,8 +491,8 @@ impl Fetcher {
 
     /// Like [`for_each_completed`](Self::for_each_completed), but calls `each` in the order of
     /// the input. An outcome that completes before an earlier one waits for it, and the input is
-    /// not read further while eight times [`concurrency`](Self::concurrency) outcomes wait: a
-    /// request that takes long slows the others down only once that window is full.
+    /// not read further while the reorder window is full (256 outcomes per request in flight):
+    /// a request that takes long slows the others down only once that window is full.
     ///
     /// ```no_run
     /// let urls = (0..1000).map(|i| format!("http://127.0.0.1:8080/item/{i}"));

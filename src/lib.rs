@@ -75,11 +75,15 @@
 //! only its own slot, and outcomes are handed to the adaptors that follow as they complete.
 //! Those adaptors run on the fetcher's workers. Where order is kept (an indexed input driven by
 //! an indexed consumer, such as `collect` into a `Vec`), outcomes that complete ahead of an
-//! earlier one wait in a window of eight per request in flight, and the input stops while the
-//! window is full; [`fetch_all`](FetchAll::fetch_all) keeps everything anyway and needs no
-//! window. Memory is bounded by what is in flight (at most `2 × concurrency` responses, each
-//! at most [`max_body_bytes`](FetcherBuilder::max_body_bytes)) plus that window, never by the
-//! length of the input.
+//! earlier one wait in a reorder window of 256 per request in flight (at most 65,536) and
+//! [`Fetcher::REORDER_WINDOW_BYTES`] of bodies, and the input stops while the window is full:
+//! a slow request then holds the others back. On the straggler workload of the README (1 request
+//! in 500 delayed by 1 s, 64 in flight) an ordered stream takes 2.1 s where an unordered one
+//! takes 1.3 s; with a window of 8 per request in flight it took 33 s.
+//! [`fetch_all`](FetchAll::fetch_all) keeps everything anyway and needs no window. Memory is
+//! bounded by what is in flight (at most `2 × concurrency` responses, each at most
+//! [`max_body_bytes`](FetcherBuilder::max_body_bytes)) plus that window, never by the length of
+//! the input.
 //!
 //! ```no_run
 //! use parfetch::prelude::*;

@@ -97,3 +97,73 @@ fn a_request_made_from_a_url_holds_little_more_than_the_url() {
         "a request for a {url_bytes}-byte URL holds {per_request} bytes"
     );
 }
+
+/// The most bytes live at once while `run` runs, sampled every half millisecond.
+fn peak_live_bytes_during(run: impl FnOnce()) -> isize {
+    let base = live_bytes();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(live_bytes() - base);
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            peak
+        });
+        run();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap()
+    })
+}
+
+/// A streaming pipeline holds the responses in flight (at most twice the concurrency) and, where
+/// order is kept, the reorder window: never the whole input, nor a batch of it.
+#[test]
+fn a_streaming_pipeline_holds_what_is_in_flight_not_the_input() {
+    let _turn = one_at_a_time();
+    let server = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .num_processes(2)
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let urls: Vec<String> = (0..200)
+        .map(|i| server.url(&format!("/bytes/1048576?i={i}")))
+        .collect();
+    // Sessions and connections first, so that their buffers are not counted.
+    let _ = urls[..8].par_iter().fetch_all_with(&fetcher);
+
+    let mut total = 0;
+    let unordered = peak_live_bytes_during(|| {
+        total = urls
+            .clone()
+            .into_iter()
+            .par_bridge()
+            .fetch_with(&fetcher)
+            .map(|outcome| outcome.expect("response").bytes().len())
+            .sum::<usize>();
+    });
+    assert_eq!(total, 200 << 20);
+    // 2 x 4 responses of 1 MiB, and the client's read buffers.
+    assert!(
+        unordered < 16 << 20,
+        "{} MiB live at the peak of an unordered stream of 200 MiB",
+        unordered >> 20
+    );
+
+    let ordered = peak_live_bytes_during(|| {
+        total = urls
+            .par_iter()
+            .fetch_with(&fetcher)
+            .map(|outcome| outcome.expect("response").bytes().len())
+            .sum::<usize>();
+    });
+    assert_eq!(total, 200 << 20);
+    // The same, and a reorder window of at most 64 MiB of bodies past its oldest 16 outcomes.
+    assert!(
+        ordered < (16 + 64 + 16) << 20,
+        "{} MiB live at the peak of an ordered stream of 200 MiB",
+        ordered >> 20
+    );
+}
