@@ -247,6 +247,22 @@ impl FetchError {
     }
 
     /// Sorts a client error into the variant a user would match on.
+    /// `true` if the connection timed out with the request's bytes never acknowledged by the
+    /// server (the TCP user timeout): the server never got the request.
+    pub(crate) fn was_never_acknowledged(&self) -> bool {
+        let Self::Transport { source, .. } = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                return io.kind() == std::io::ErrorKind::TimedOut;
+            }
+            cause = error.source();
+        }
+        false
+    }
+
     pub(crate) fn from_client(url: &str, error: reqwest::Error) -> Self {
         let url = url.to_owned();
         let reason = innermost_cause(&error);

@@ -327,3 +327,64 @@ fn gzip_body_whose_decoded_size_exceeds_the_limit_is_cut_off() {
     let exception = fetch_among_good(&fetcher, Request::get(server.url("/")));
     assert_error!(exception, FetchError::BodyTooLarge { limit: 65536, .. });
 }
+
+/// A small server as `python3 -m http.server` is one: HTTP/1.0 (a connection per request), a
+/// listen backlog of 5, and an accept loop slower than the connections arriving. Its full accept
+/// queue drops connections the client already counts as open: the request's bytes are never
+/// acknowledged, and without a resend the client waits out its whole timeout.
+#[test]
+fn a_small_server_with_a_full_accept_queue_answers_every_request_with_the_defaults() {
+    // tokio's socket is the one at hand that can set a backlog; it needs a runtime to listen.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.listen(5).unwrap().into_std().unwrap()
+    });
+    drop(runtime);
+    listener.set_nonblocking(false).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let server = std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                read_head(&mut stream);
+                write_all(
+                    &mut stream,
+                    b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                );
+            });
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    // Shorter timeouts than the defaults (10 s to connect, 30 s in all) keep the test short:
+    // a request the full queue dropped is sent again after 4 s, where it used to wait out its
+    // 10 s timeout.
+    let fetcher = Fetcher::builder()
+        .connect_timeout(Duration::from_secs(4))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let urls: Vec<String> = (0..3_000).map(|i| format!("http://{addr}/a?{i}")).collect();
+
+    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(addr);
+    server.join().unwrap();
+    let kinds: Vec<String> = exceptions.iter().map(|e| e.to_string()).take(3).collect();
+    assert_eq!(
+        responses.len(),
+        3_000,
+        "{} failed: {kinds:?}",
+        exceptions.len()
+    );
+}
