@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use support::{TestServer, refused_url};
+use support::{Held, TestServer, refused_url};
 
 fn parfetch(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_parfetch"))
@@ -235,6 +235,46 @@ fn concurrency_is_the_number_in_flight_in_total() {
     assert_eq!(records(&output).len(), 200);
     let max = server.stats().max_in_flight();
     assert!((7..=12).contains(&max), "{max} in flight with -j 12");
+}
+
+#[test]
+fn a_held_request_holds_only_its_own_slot_in_the_command() {
+    let held = Held::start();
+    let server = TestServer::start();
+    let mut input = format!("{}\n", held.server.url("/slow"));
+    for i in 0..1_000 {
+        input.push_str(&server.url(&format!("/bytes/3?i={i}\n")));
+    }
+    // Records go to a file: a pipe nobody reads would hold the command back once full.
+    let dir = std::env::temp_dir().join(format!("parfetch-held-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let records_path = dir.join("records.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parfetch"))
+        .args(["-j", "8", "-o"])
+        .arg(&records_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("parfetch runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.stats().requests() < 1_000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let answered = server.stats().requests();
+    held.release();
+    let output = child.wait_with_output().expect("parfetch ends");
+    assert_eq!(
+        answered, 1_000,
+        "only {answered} answered while one request was held"
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let written = std::fs::read_to_string(&records_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(written.lines().count(), 1_001);
 }
 
 #[test]

@@ -4,14 +4,14 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use parfetch::prelude::*;
 use parfetch::{BuildError, FetchError, Fetcher, Pool, Request};
 use rayon::prelude::*;
-use support::{RawServer, TestServer, read_head, refused_url, write_all};
+use support::{Held, RawServer, TestServer, read_head, refused_url};
 
 fn multiplexed(threads: usize, concurrency: usize) -> Fetcher {
     Fetcher::builder()
@@ -20,6 +20,12 @@ fn multiplexed(threads: usize, concurrency: usize) -> Fetcher {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
+}
+
+/// `http://host:port` of `url`.
+fn base_of(url: &str) -> String {
+    let rest = url.trim_start_matches("http://");
+    format!("http://{}", rest.split('/').next().unwrap_or(""))
 }
 
 /// Polls `condition` every few milliseconds for up to ten seconds.
@@ -32,35 +38,6 @@ fn eventually(mut condition: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     condition()
-}
-
-/// A server whose every request is held until [`Held::release`], then answered `200 held`.
-struct Held {
-    server: RawServer,
-    released: Arc<AtomicBool>,
-}
-
-impl Held {
-    fn start() -> Self {
-        let released = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&released);
-        let server = RawServer::start(move |mut stream| {
-            read_head(&mut stream);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            write_all(
-                &mut stream,
-                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nheld",
-            );
-        });
-        Self { server, released }
-    }
-
-    fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
-    }
 }
 
 /// 1 held request, then `fast` quick ones: while the first is held, how many of the others the
@@ -269,6 +246,23 @@ fn concurrency_is_shared_by_every_entry_point_of_a_fetcher() {
     let max = server.stats().max_in_flight();
     assert!(max <= 6, "{max} in flight with concurrency 6");
     assert_eq!(server.stats().requests(), 120);
+
+    let server = TestServer::start();
+    let mut pool = Pool::builder()
+        .num_processes(2)
+        .concurrency(6)
+        .from_urls(
+            urls.iter()
+                .map(|url| url.replace(&base_of(url), &server.base())),
+        )
+        .unwrap();
+    pool.join_all();
+    assert_eq!(pool.responses().count(), 120);
+    let max = server.stats().max_in_flight();
+    assert!(
+        (4..=6).contains(&max),
+        "{max} in flight in a pool with concurrency 6"
+    );
 }
 
 #[test]

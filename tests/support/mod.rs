@@ -370,6 +370,35 @@ impl Drop for RawServer {
     }
 }
 
+/// A server whose every request is held until [`Held::release`], then answered `200 held`.
+pub struct Held {
+    pub server: RawServer,
+    released: Arc<AtomicBool>,
+}
+
+impl Held {
+    pub fn start() -> Self {
+        let released = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&released);
+        let server = RawServer::start(move |mut stream| {
+            read_head(&mut stream);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !flag.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            write_all(
+                &mut stream,
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nheld",
+            );
+        });
+        Self { server, released }
+    }
+
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Reads one request head (up to the blank line) from `stream`.
 pub fn read_head(stream: &mut TcpStream) -> Vec<u8> {
     let mut head = Vec::new();
