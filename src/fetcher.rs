@@ -338,6 +338,8 @@ impl Fetcher {
                         // connect timeout is as unreachable as one that does not accept it.
                         .tcp_user_timeout(settings.connect_timeout)
                         .redirect(settings.redirect_policy())
+                        // The original sends no Referer, and a URL's query may hold a key.
+                        .referer(false)
                 })
             })
             .as_ref()
@@ -795,14 +797,16 @@ impl FetcherBuilder {
 
     /// At most `n` requests in flight to any one host at a time, across all workers (and
     /// retries). Waiting for a slot does not count towards a request's timeout. Hosts are told
-    /// apart by name, not port.
+    /// apart by name, not port. `0` is refused by [`build`](Self::build).
     pub fn max_per_host(mut self, n: usize) -> Self {
-        self.settings.max_per_host = Some(n.max(1));
+        self.settings.max_per_host = Some(n);
         self
     }
 
     /// At most `requests_per_second` requests started to any one host, across all workers (and
     /// retries), evenly spaced. Waiting for a turn does not count towards a request's timeout.
+    /// [`build`](Self::build) refuses a rate that is not a finite number of at least one
+    /// request a day (0, negative numbers and NaN included).
     ///
     /// ```
     /// let polite = parfetch::Fetcher::builder()
@@ -918,13 +922,18 @@ impl FetcherBuilder {
         self
     }
 
+    /// The slowest [`per_host_rate`](Self::per_host_rate): one request a day.
+    const SLOWEST_RATE: f64 = 1.0 / 86_400.0;
+
     /// Builds the fetcher, starting its worker threads if
     /// [`num_processes`](Self::num_processes) was set.
     ///
     /// # Errors
-    /// [`BuildError::ZeroProcesses`] for `num_processes(0)`, [`BuildError::OutOfRange`] for a
-    /// number of threads or a concurrency outside its range, [`BuildError::ThreadPool`] when
-    /// the threads cannot be started.
+    /// [`BuildError::ZeroProcesses`] for `num_processes(0)`; [`BuildError::OutOfRange`],
+    /// naming the setting and the value, for a number of threads or a concurrency outside its
+    /// range, `max_per_host` of 0 or above [`Fetcher::MAX_CONCURRENCY`], a zero `timeout` or `connect_timeout`, and a `per_host_rate`
+    /// that is not a finite number of at least one request a day; [`BuildError::ThreadPool`]
+    /// when the threads cannot be started.
     ///
     /// ```
     /// let error = parfetch::Fetcher::builder().concurrency(100_000).build().unwrap_err();
@@ -953,6 +962,40 @@ impl FetcherBuilder {
             in_range("concurrency", n, Fetcher::MAX_CONCURRENCY)?;
         } else if let Some(n) = settings.num_processes {
             in_range("concurrency", n, Fetcher::MAX_CONCURRENCY)?;
+        }
+        if let Some(n) = settings.max_per_host {
+            // More than the most in flight at all would mean nothing (and overflow a semaphore).
+            in_range("max_per_host", n, Fetcher::MAX_CONCURRENCY)?;
+        }
+        let refuse = |setting, value: String, allowed: &str| {
+            Err(BuildError::OutOfRange {
+                setting,
+                value,
+                allowed: allowed.to_owned(),
+            })
+        };
+        for (setting, duration) in [
+            ("timeout", settings.timeout),
+            ("connect_timeout", settings.connect_timeout),
+        ] {
+            if duration.is_zero() {
+                return refuse(
+                    setting,
+                    "0 s".into(),
+                    "more than 0 s (Duration::MAX for no limit)",
+                );
+            }
+        }
+        if let Some(rate) = settings.per_host_rate {
+            // Slower than one a day, the wait between two requests overflows the clock's
+            // arithmetic long before it means anything.
+            if !(rate.is_finite() && rate >= Self::SLOWEST_RATE) {
+                return refuse(
+                    "per_host_rate",
+                    format!("{rate:?}"),
+                    "a finite number of requests per second, at least one a day (0.0000116)",
+                );
+            }
         }
         let pool = match settings.num_processes {
             Some(threads) => Some(start_pool(threads)?),

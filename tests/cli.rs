@@ -195,6 +195,10 @@ fn usage_errors_exit_two() {
         &["-j", "100000"],
         &["--threads", "0"],
         &["--threads", "100000"],
+        &["--rate", "1e-300"],
+        &["--rate", "NaN"],
+        &["--rate", "0"],
+        &["--max-per-host", "0"],
     ] {
         let output = parfetch(args, "");
         assert_eq!(

@@ -5,6 +5,7 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use parfetch::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use parfetch::prelude::*;
@@ -284,4 +285,70 @@ fn a_fetcher_with_sessions_can_be_dropped_inside_an_async_runtime() {
         .build()
         .unwrap();
     runtime.block_on(async move { drop(fetcher) });
+}
+
+#[test]
+fn every_out_of_range_setting_is_a_build_error_naming_it() {
+    let cases: Vec<(parfetch::FetcherBuilder, &str)> = vec![
+        (
+            Fetcher::builder().max_per_host(0),
+            "max_per_host must be from 1",
+        ),
+        (
+            Fetcher::builder().timeout(Duration::ZERO),
+            "timeout must be more than 0 s",
+        ),
+        (
+            Fetcher::builder().connect_timeout(Duration::ZERO),
+            "connect_timeout must be more than 0 s",
+        ),
+        (
+            Fetcher::builder().per_host_rate(0.0),
+            "per_host_rate must be",
+        ),
+        (
+            Fetcher::builder().per_host_rate(-1.0),
+            "per_host_rate must be",
+        ),
+        (
+            Fetcher::builder().per_host_rate(f64::NAN),
+            "per_host_rate must be",
+        ),
+        (
+            Fetcher::builder().per_host_rate(f64::INFINITY),
+            "per_host_rate must be",
+        ),
+        (Fetcher::builder().per_host_rate(1e-300), "not 1e-300"),
+        (
+            Fetcher::builder().per_host_rate(1e-19),
+            "per_host_rate must be",
+        ),
+    ];
+    for (builder, message) in cases {
+        let error = builder.build().unwrap_err();
+        assert!(matches!(error, BuildError::OutOfRange { .. }), "{error:?}");
+        assert!(error.to_string().contains(message), "{error}");
+    }
+    // The extremes that are allowed work.
+    let fetcher = Fetcher::builder()
+        .timeout(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .per_host_rate(1.0 / 86_400.0)
+        .max_per_host(parfetch::Fetcher::MAX_CONCURRENCY)
+        .build()
+        .unwrap();
+    let server = TestServer::start();
+    assert!(fetcher.execute(server.url("/ok")).is_ok());
+}
+
+#[test]
+fn no_referer_is_sent_on_redirects() {
+    let server = TestServer::start();
+    let fetcher = Fetcher::new();
+    let response = fetcher
+        .execute(server.url("/redirect?api_key=s3cr3t"))
+        .unwrap();
+    let echoed: serde_json::Value = serde_json::from_slice(response.bytes()).unwrap();
+    assert_eq!(echoed["path"], "/echo");
+    assert!(echoed["headers"].get("referer").is_none(), "{echoed}");
 }

@@ -257,10 +257,24 @@ fn run(args: &Args) -> Result<Summary, String> {
 
 /// A setting the library refused, in the words of a command-line option.
 fn usage_of(error: &parfetch::BuildError) -> String {
-    error
-        .to_string()
-        .replace("num_processes", "--threads")
-        .replace("concurrency", "--concurrency")
+    let parfetch::BuildError::OutOfRange {
+        setting,
+        value,
+        allowed,
+    } = error
+    else {
+        return error.to_string();
+    };
+    let option = match *setting {
+        "num_processes" => "--threads",
+        "concurrency" => "--concurrency",
+        "max_per_host" => "--max-per-host",
+        "per_host_rate" => "--rate",
+        "timeout" => "--timeout",
+        "connect_timeout" => "--connect-timeout",
+        other => other,
+    };
+    format!("{option} must be {allowed}, not {value}")
 }
 
 /// A request from one input line; `None` for blank lines and comments.
