@@ -81,7 +81,7 @@ pub(crate) trait Sink: Sync {
 }
 
 /// The feed's side of a call: numbers items and pushes them to the workers.
-pub(crate) struct Inlet<'a, S> {
+pub(crate) struct Inlet<'a, S: Sink> {
     jobs: async_channel::Sender<Job>,
     arrivals: AtomicUsize,
     stopped: &'a AtomicBool,
@@ -100,6 +100,12 @@ impl<S: Sink> Inlet<'_, S> {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Stops the call: no more input, and nothing waits for a window any more.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.sink.wake();
     }
 }
 
@@ -351,6 +357,9 @@ fn spawn(
     });
 }
 
+/// The most pieces an ordered consumer is cut into.
+const MAX_PIECES: usize = 1 << 16;
+
 fn into_inner<T>(mutex: Mutex<T>) -> T {
     mutex.into_inner().unwrap_or_else(PoisonError::into_inner)
 }
@@ -364,7 +373,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The feed of a rayon parallel iterator: a consumer that pushes each item to the workers.
 /// Split with `split_at` (indexed inputs), it numbers items by position; split off unindexed,
 /// by arrival.
-pub(crate) struct Feed<'a, 'i, S> {
+pub(crate) struct Feed<'a, 'i, S: Sink> {
     pub(crate) inlet: &'a Inlet<'i, S>,
     pub(crate) offset: Option<usize>,
 }
@@ -415,10 +424,20 @@ impl<S: Sink, T: Into<Request>> UnindexedConsumer<T> for Feed<'_, '_, S> {
     }
 }
 
-pub(crate) struct FeedFolder<'a, 'i, S> {
+pub(crate) struct FeedFolder<'a, 'i, S: Sink> {
     inlet: &'a Inlet<'i, S>,
     next: Option<usize>,
     stopped: bool,
+}
+
+impl<S: Sink> Drop for FeedFolder<'_, '_, S> {
+    fn drop(&mut self) {
+        // The input panicked (a user adaptor before the fetch): other parts of the feed may
+        // wait for a window that the missing items would have moved.
+        if std::thread::panicking() {
+            self.inlet.stop();
+        }
+    }
 }
 
 impl<S: Sink, T: Into<Request>> Folder<T> for FeedFolder<'_, '_, S> {
@@ -596,8 +615,11 @@ enum Block {
 impl<C: Consumer<FetchResult>> Ordered<C> {
     /// `consumer` takes `len` items; `window` is how many outcomes may wait for an earlier one.
     pub(crate) fn new(consumer: C, len: usize, window: usize) -> (Self, Reducers<C::Reducer>) {
-        // Small blocks: the oldest one is let through whatever its bodies weigh.
-        let block_len = (window / 64).clamp(1, 16);
+        // Small blocks: the oldest one is let through whatever its bodies weigh. Longer only
+        // for inputs of over a million items, so that the consumer is cut into at most 65,536
+        // pieces (the pieces and their reducers are made up front, on the caller's thread:
+        // rayon's reducers may not leave it).
+        let block_len = (window / 64).clamp(1, 16).max(len.div_ceil(MAX_PIECES));
         let mut pieces = Vec::with_capacity(len.div_ceil(block_len) + 1);
         let mut reducers = Vec::with_capacity(pieces.capacity());
         let mut rest = consumer;
@@ -663,7 +685,7 @@ impl<C: Consumer<FetchResult>> Ordered<C> {
     }
 }
 
-fn body_len(outcome: &FetchResult) -> usize {
+pub(crate) fn body_len(outcome: &FetchResult) -> usize {
     outcome
         .as_ref()
         .map_or(0, |response| response.bytes().len())
@@ -698,18 +720,19 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
         while state.open.len() <= position {
             let len = self.block_len_of(state.first + state.open.len());
             state.open.push_back(Block::Filling {
-                outcomes: std::iter::repeat_with(|| None).take(len).collect(),
+                outcomes: Vec::new(),
                 missing: len,
             });
         }
         let Block::Filling { outcomes, missing } = &mut state.open[position] else {
             return true;
         };
-        let Some(slot) = outcomes.get_mut(index % self.block_len) else {
-            return true;
-        };
+        let offset = index % self.block_len;
+        if outcomes.len() <= offset {
+            outcomes.resize_with(offset + 1, || None);
+        }
         let bytes = body_len(&outcome);
-        *slot = Some(outcome);
+        outcomes[offset] = Some(outcome);
         *missing -= 1;
         let complete = *missing == 0;
         state.waiting_bytes += bytes;
@@ -726,9 +749,7 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
         drop(state);
         // Folding runs the adaptors that follow: outside the lock, so other blocks go on.
         let piece = lock(&self.pieces)[block].take();
-        let mut wanted = true;
         if let Some(piece) = piece {
-            wanted = !piece.full();
             let result = fold(piece, outcomes.into_iter().flatten());
             lock(&self.results)[block] = Some(result);
         }
@@ -739,12 +760,21 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
             state.open.pop_front();
             state.first += 1;
         }
-        if !wanted {
+        // Only once every block before it is folded does a full consumer mean the call is
+        // done: `find_first`'s later pieces are full as soon as an earlier one has a match,
+        // while an earlier block may still be waiting for a slow request with a better one.
+        let pieces = lock(&self.pieces);
+        let done = pieces
+            .get(state.first)
+            .and_then(Option::as_ref)
+            .is_some_and(Consumer::full);
+        drop(pieces);
+        if done {
             state.stopped = true;
         }
         drop(state);
         self.room.notify_all();
-        wanted
+        !done
     }
 
     fn close(&self, _worker: usize, (): ()) {}
@@ -784,15 +814,17 @@ pub(crate) struct ToThread {
 /// How far an ordered consumer has got, for the feed to wait on.
 #[derive(Default)]
 pub(crate) struct Window {
-    taken: Mutex<usize>,
+    /// The next outcome the consumer takes, and the body bytes of those waiting for it.
+    taken: Mutex<(usize, usize)>,
     moved: Condvar,
     closed: AtomicBool,
 }
 
 impl Window {
-    /// The consumer has taken every outcome before `next`.
-    pub(crate) fn advance(&self, next: usize) {
-        *lock(&self.taken) = next;
+    /// The consumer has taken every outcome before `next`; `waiting_bytes` of bodies wait for
+    /// it.
+    pub(crate) fn advance(&self, next: usize, waiting_bytes: usize) {
+        *lock(&self.taken) = (next, waiting_bytes);
         self.moved.notify_all();
     }
 
@@ -831,7 +863,9 @@ impl Sink for ToThread {
             return true;
         };
         let mut taken = lock(&window.taken);
-        while index >= *taken + width
+        // The next outcome the consumer waits for is always let through.
+        while (index >= taken.0 + width
+            || (index > taken.0 && taken.1 > Fetcher::REORDER_WINDOW_BYTES))
             && !stopped.load(Ordering::Relaxed)
             && !window.closed.load(Ordering::Relaxed)
         {

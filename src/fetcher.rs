@@ -541,7 +541,7 @@ impl Fetcher {
         F: FnMut(FetchResult),
     {
         let requests = requests.into_iter();
-        if self.is_on_own_worker() {
+        if self.sends_from_caller() {
             requests.for_each(|request| each(self.execute(request)));
             return;
         }
@@ -558,6 +558,7 @@ impl Fetcher {
                     }
                 });
             });
+            let _streaming = Streaming::new(self);
             // If `each` panics, the feed must not wait for a window that no longer moves.
             let _release = window
                 .as_ref()
@@ -566,13 +567,17 @@ impl Fetcher {
                 None => outcomes.iter().for_each(|(_, outcome)| each(outcome)),
                 Some((window, _)) => {
                     let mut waiting = std::collections::BTreeMap::new();
+                    let mut waiting_bytes = 0;
                     let mut next = 0;
                     for (index, outcome) in outcomes.iter() {
+                        waiting_bytes += engine::body_len(&outcome);
                         waiting.insert(index, outcome);
+                        window.advance(next, waiting_bytes);
                         while let Some(outcome) = waiting.remove(&next) {
+                            waiting_bytes -= engine::body_len(&outcome);
                             each(outcome);
                             next += 1;
-                            window.advance(next);
+                            window.advance(next, waiting_bytes);
                         }
                     }
                 }
@@ -587,7 +592,7 @@ impl Fetcher {
     /// How many requests a session on this thread may send at once: a worker's even share of
     /// the concurrency; any other thread's session, all of it.
     pub(crate) fn session_slots(&self) -> usize {
-        if self.is_on_own_worker() {
+        if self.is_own_worker() {
             self.shared.concurrency.div_ceil(self.shared.threads)
         } else {
             self.shared.concurrency
@@ -605,14 +610,33 @@ impl Fetcher {
         self.shared.sessions.iter().count()
     }
 
-    /// `true` on one of this fetcher's own worker threads: in an adaptor that follows a fetch
-    /// with this fetcher, which calls it again.
-    pub(crate) fn is_on_own_worker(&self) -> bool {
+    /// `true` where a call would wait for this fetcher's workers while they wait for it: on one
+    /// of its workers (an adaptor that follows a fetch with this fetcher and calls it again), or
+    /// in the closure of one of its [`for_each_completed`](Self::for_each_completed) streams.
+    /// Such calls send their requests from the calling thread, one at a time.
+    pub(crate) fn is_inside_own_call(&self) -> bool {
+        self.is_own_worker() || STREAMING.with(|streams| streams.borrow().contains(&self.id()))
+    }
+
+    /// `true` on one of this fetcher's worker threads.
+    fn is_own_worker(&self) -> bool {
         self.shared
             .pool
             .get()
             .and_then(|pool| pool.as_ref().ok())
             .is_some_and(|pool| pool.current_thread_index().is_some())
+    }
+
+    /// `true` if a call must send its requests from the calling thread, one at a time, rather
+    /// than through the workers: inside one of this fetcher's own calls (see
+    /// `is_inside_own_call`), or when its worker threads could not be started.
+    pub(crate) fn sends_from_caller(&self) -> bool {
+        self.is_inside_own_call() || self.workers().is_err()
+    }
+
+    /// Tells this fetcher apart from others while it lives.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
     }
 }
 
@@ -626,6 +650,32 @@ fn start_pool(threads: usize) -> Result<rayon::ThreadPool, BuildError> {
             num_processes: threads,
             source,
         })
+}
+
+thread_local! {
+    /// The fetchers whose stream's closure runs on this thread (see `is_inside_own_call`).
+    static STREAMING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks the calling thread as running the closure of a fetcher's stream, until dropped.
+struct Streaming(usize);
+
+impl Streaming {
+    fn new(fetcher: &Fetcher) -> Self {
+        STREAMING.with(|streams| streams.borrow_mut().push(fetcher.id()));
+        Self(fetcher.id())
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        STREAMING.with(|streams| {
+            let mut streams = streams.borrow_mut();
+            if let Some(position) = streams.iter().rposition(|id| *id == self.0) {
+                streams.remove(position);
+            }
+        });
+    }
 }
 
 /// Closes an ordered window when its consumer is done, even by a panic.

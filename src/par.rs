@@ -20,10 +20,16 @@ pub type FetchResult = Result<ThreadResponse, ThreadException>;
 ///
 /// `fetch` and `fetch_all` use the [global fetcher](Fetcher::global):
 /// [`DEFAULT_CONCURRENCY`](Fetcher::DEFAULT_CONCURRENCY) requests in flight on one worker thread
-/// per core. Give the `*_with` methods a fetcher of your own for other settings. Calls that share
-/// a fetcher share its [`concurrency`](crate::FetcherBuilder::concurrency). An adaptor after
-/// `fetch` that calls the same fetcher again runs on one of its workers, and those requests are
-/// sent from that worker one at a time (still within the fetcher's concurrency).
+/// per core. Give the `*_with` methods a fetcher of your own for other settings.
+///
+/// Calls that share a fetcher share its [`concurrency`](crate::FetcherBuilder::concurrency) and
+/// its workers: calls made from several threads at once take turns on the workers, and a call
+/// whose input does not end (`par_bridge()` over a channel that stays open) holds them until it
+/// does, so give such a call a fetcher of its own. An adaptor after `fetch` that calls the same
+/// fetcher again runs on one of its workers, and those requests are sent from that worker one at
+/// a time (still within the fetcher's concurrency). While an adaptor after `fetch` runs, the
+/// requests in flight on its worker wait (their timeouts do not): keep slow per-item work out of
+/// the adaptors that follow a fetch, or collect first.
 ///
 /// ```
 /// use parfetch::prelude::*;
@@ -103,7 +109,7 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
             Ok(response) => Either::Left(response),
             Err(exception) => Either::Right(exception),
         };
-        if fetcher.is_on_own_worker() {
+        if fetcher.sends_from_caller() {
             return self.map(|item| fetcher.execute(item)).partition_map(split);
         }
         let offset = self.opt_len().map(|_| 0);
@@ -145,7 +151,7 @@ where
         C: UnindexedConsumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.is_on_own_worker() {
+        if fetcher.sends_from_caller() {
             return base
                 .map(|item| fetcher.execute(item))
                 .drive_unindexed(consumer);
@@ -190,7 +196,7 @@ where
         C: Consumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.is_on_own_worker() {
+        if fetcher.sends_from_caller() {
             return base.map(|item| fetcher.execute(item)).drive(consumer);
         }
         let (sink, reducers) = Ordered::new(consumer, base.len(), fetcher.reorder_window());
@@ -208,7 +214,7 @@ where
         CB: ProducerCallback<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.is_on_own_worker() {
+        if fetcher.sends_from_caller() {
             return base
                 .map(|item| fetcher.execute(item))
                 .with_producer(callback);

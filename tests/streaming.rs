@@ -567,3 +567,58 @@ fn refused_connections_mixed_in_are_accounted_once() {
     assert_eq!(seen.into_inner(), 600);
     assert_eq!(ok, 400);
 }
+
+#[test]
+fn find_first_waits_for_a_slow_first_match() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(2, 8);
+    let mut urls: Vec<String> = (0..60)
+        .map(|i| server.url(&format!("/status/404?i={i}")))
+        .collect();
+    urls[0] = server.url("/delay/800");
+    urls[20] = server.url("/status/200?fast");
+    let found = urls
+        .par_iter()
+        .fetch_with(&fetcher)
+        .find_first(|outcome| outcome.as_ref().is_ok_and(|r| r.status() == 200))
+        .expect("a match")
+        .expect("a response");
+    assert_eq!(
+        found.request().url(),
+        urls[0],
+        "the first match is the slow one"
+    );
+}
+
+#[test]
+fn a_panicking_input_propagates_without_hanging_an_ordered_fetch() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(2, 1);
+    let urls: Vec<String> = (0..3_000).map(|i| server.url(&format!("/n/{i}"))).collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        urls.par_iter()
+            .enumerate()
+            .map(|(i, url)| {
+                assert!(i != 5, "the input fails");
+                url
+            })
+            .fetch_with(&fetcher)
+            .count()
+    }));
+    assert!(result.is_err());
+}
+
+#[test]
+fn a_stream_closure_that_calls_its_fetcher_again_does_not_deadlock() {
+    let server = TestServer::start();
+    let fetcher = multiplexed(2, 4);
+    let urls: Vec<String> = (0..40).map(|i| server.url(&format!("/n/{i}"))).collect();
+    let mut follow_ups = 0;
+    fetcher.for_each_completed(&urls, |outcome| {
+        let next = format!("{}/again", outcome.unwrap().request().url());
+        let (responses, _) = [next].par_iter().fetch_all_with(&fetcher);
+        follow_ups += responses.len();
+    });
+    assert_eq!(follow_ups, 40);
+    assert_eq!(server.stats().requests(), 80);
+}
