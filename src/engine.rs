@@ -35,16 +35,14 @@
 //! length of the input.
 
 use std::collections::VecDeque;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use futures_util::FutureExt;
 use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::{FetchError, FetchResult, Fetcher, Request, ThreadException};
+use crate::{FetchResult, Fetcher, Request};
 
 /// One input item on its way to a worker, numbered: by its position for indexed inputs, by
 /// arrival otherwise.
@@ -332,8 +330,7 @@ async fn take(
     Some((job, permit))
 }
 
-/// Runs `job` as a task of the worker's runtime. A panic inside (a callback that a session hook
-/// installed, say) ends that item as [`FetchError::Panicked`] instead of losing it.
+/// Runs `job` as a task of the worker's runtime.
 fn spawn(
     tasks: &mut JoinSet<(usize, FetchResult, OwnedSemaphorePermit)>,
     fetcher: &Fetcher,
@@ -341,20 +338,7 @@ fn spawn(
     permit: OwnedSemaphorePermit,
 ) {
     let fetcher = fetcher.clone();
-    tasks.spawn(async move {
-        let kept = request.clone();
-        let outcome = AssertUnwindSafe(fetcher.fetch_here(request))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|payload| {
-                let error = FetchError::Panicked {
-                    url: kept.url().to_owned(),
-                    message: crate::session::panic_message(payload.as_ref()).to_owned(),
-                };
-                Err(ThreadException::new(kept, error, 1))
-            });
-        (index, outcome, permit)
-    });
+    tasks.spawn(async move { (index, fetcher.fetch_here(request).await, permit) });
 }
 
 /// The most pieces an ordered consumer is cut into.

@@ -274,7 +274,7 @@ impl Fetcher {
                 .map_err(|reason| session_error(&request, reason))
         });
         match ready {
-            Ok(session) => session.block_on(self.run(session, request)),
+            Ok(session) => session.block_on(self.run_caught(session, request)),
             Err(error) => self.unsent(request, error),
         }
     }
@@ -308,7 +308,7 @@ impl Fetcher {
             return self.unsent(request, error);
         }
         match self.shared.sessions.get() {
-            Some(Ok(session)) => self.run(session, request).await,
+            Some(Ok(session)) => self.run_caught(session, request).await,
             Some(Err(reason)) => {
                 let error = session_error(&request, reason);
                 self.unsent(request, error)
@@ -344,6 +344,23 @@ impl Fetcher {
             })
             .as_ref()
             .map_err(String::as_str)
+    }
+
+    /// [`run`](Self::run), with a panic inside (a callback that a session hook installed, say)
+    /// ending that item as [`FetchError::Panicked`] instead of losing it.
+    async fn run_caught(&self, session: &Session, request: Request) -> FetchResult {
+        use futures_util::FutureExt;
+        let kept = request.clone();
+        std::panic::AssertUnwindSafe(self.run(session, request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| {
+                let error = FetchError::Panicked {
+                    url: kept.url().to_owned(),
+                    message: crate::session::panic_message(payload.as_ref()).to_owned(),
+                };
+                self.finish(Err(ThreadException::new(kept, error, 1)))
+            })
     }
 
     /// Sends `request` on `session` until it succeeds or the retry policy gives up.

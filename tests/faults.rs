@@ -388,3 +388,77 @@ fn a_small_server_with_a_full_accept_queue_answers_every_request_with_the_defaul
         exceptions.len()
     );
 }
+
+/// A callback that a session hook installed (here a redirect policy) runs inside a request:
+/// when it panics, that item ends as a `Panicked` exception and every other item completes.
+#[test]
+fn a_panicking_redirect_policy_costs_only_its_items() {
+    let server = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .num_processes(2)
+        .initializer(|session| {
+            session.redirect(parfetch::reqwest::redirect::Policy::custom(|_| {
+                panic!("the policy fails")
+            }))
+        })
+        .build()
+        .unwrap();
+    let urls: Vec<String> = (0..40)
+        .map(|i| {
+            if i % 4 == 0 {
+                server.url(&format!("/redirect?{i}"))
+            } else {
+                server.url(&format!("/n/{i}"))
+            }
+        })
+        .collect();
+
+    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+
+    assert_eq!((responses.len(), exceptions.len()), (30, 10));
+    for exception in &exceptions {
+        assert!(
+            matches!(exception.error(), FetchError::Panicked { .. }),
+            "{exception}"
+        );
+        assert_eq!(exception.error().kind(), "panicked");
+        assert!(
+            exception.to_string().contains("the policy fails"),
+            "{exception}"
+        );
+    }
+
+    // A Pool too: join_all returns with every outcome and nothing pending.
+    let mut pool = parfetch::Pool::builder()
+        .num_processes(2)
+        .initializer(|session| {
+            session.redirect(parfetch::reqwest::redirect::Policy::custom(|_| {
+                panic!("the policy fails")
+            }))
+        })
+        .from_urls(&urls)
+        .unwrap();
+    pool.join_all();
+    assert_eq!(pool.pending(), 0);
+    assert_eq!(pool.responses().count() + pool.exceptions().count(), 40);
+}
+
+#[test]
+fn a_panicking_redirect_policy_in_execute_is_an_exception_not_a_panic() {
+    let server = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .initializer(|session| {
+            session.redirect(parfetch::reqwest::redirect::Policy::custom(|_| {
+                panic!("the policy fails")
+            }))
+        })
+        .build()
+        .unwrap();
+    let exception = fetcher.execute(server.url("/redirect")).unwrap_err();
+    assert!(
+        matches!(exception.error(), FetchError::Panicked { .. }),
+        "{exception}"
+    );
+    assert_eq!(fetcher.progress(), (1, 1));
+    assert!(fetcher.execute(server.url("/n")).is_ok());
+}
