@@ -78,6 +78,8 @@ struct Settings {
     timeout: Duration,
     connect_timeout: Duration,
     allowed_hosts: Option<Arc<HashSet<String>>>,
+    /// An allow-list entry that is no host, refused by `build`.
+    invalid_allowed_host: Option<String>,
     max_per_host: Option<usize>,
     per_host_rate: Option<f64>,
     max_body_bytes: u64,
@@ -150,9 +152,44 @@ impl Settings {
 /// `true` if there is no allow-list, or `url`'s host is on it.
 fn host_allowed(allowed: Option<&HashSet<String>>, url: &Url) -> bool {
     allowed.is_none_or(|hosts| {
-        url.host_str()
-            .is_some_and(|host| hosts.contains(&host.trim_matches(['[', ']']).to_ascii_lowercase()))
+        url.host()
+            .is_some_and(|host| hosts.contains(&canonical_host(host)))
     })
+}
+
+/// A host as the allow-list compares it: a name in its ASCII (IDNA) form, lower case, without a
+/// trailing dot; an IPv4 address in dotted form, also when it comes as an IPv4-mapped IPv6
+/// address; an IPv6 address in its compressed form.
+fn canonical_host(host: url::Host<&str>) -> String {
+    match host {
+        url::Host::Domain(name) => name.trim_end_matches('.').to_ascii_lowercase(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => match ip.to_ipv4_mapped() {
+            Some(ip) => ip.to_string(),
+            None => ip.to_string(),
+        },
+    }
+}
+
+/// An allow-list entry in the form URLs' hosts are compared in, parsed as a URL's host is
+/// (IDNA, IPv4 forms such as `0x7f.1`); `None` if it is no host at all.
+fn canonical_entry(entry: &str) -> Option<String> {
+    let entry = entry.trim();
+    let bare = match entry.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']')?,
+        None => entry,
+    };
+    if let Ok(ip) = bare.parse::<std::net::Ipv6Addr>() {
+        return Some(canonical_host(url::Host::Ipv6(ip)));
+    }
+    match url::Host::parse(entry).ok()? {
+        url::Host::Domain(name) if name.trim_end_matches('.').is_empty() => None,
+        host => Some(canonical_host(match &host {
+            url::Host::Domain(name) => url::Host::Domain(name.as_str()),
+            url::Host::Ipv4(ip) => url::Host::Ipv4(*ip),
+            url::Host::Ipv6(ip) => url::Host::Ipv6(*ip),
+        })),
+    }
 }
 
 impl Default for Settings {
@@ -164,6 +201,7 @@ impl Default for Settings {
             timeout: Fetcher::DEFAULT_TIMEOUT,
             connect_timeout: Fetcher::DEFAULT_CONNECT_TIMEOUT,
             allowed_hosts: None,
+            invalid_allowed_host: None,
             max_per_host: None,
             per_host_rate: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
@@ -841,7 +879,10 @@ impl FetcherBuilder {
     }
 
     /// Restricts requests, redirects included, to these hosts (names or IP addresses, without
-    /// port; compared case-insensitively). A request to another host fails with
+    /// port). Entries and URLs are compared the way URLs are normalised: case-insensitively,
+    /// names in their IDNA (punycode) form and without a trailing dot, IPv4 addresses in any
+    /// form a URL accepts, IPv4-mapped IPv6 addresses as their IPv4 address. An entry that is no
+    /// host at all is refused by [`build`](Self::build). A request to another host fails with
     /// [`FetchError::HostNotAllowed`] before anything is sent; a redirect to one fails with
     /// [`FetchError::Redirect`].
     ///
@@ -854,11 +895,18 @@ impl FetcherBuilder {
     /// # Ok::<(), parfetch::BuildError>(())
     /// ```
     pub fn allowed_hosts<H: AsRef<str>>(mut self, hosts: impl IntoIterator<Item = H>) -> Self {
-        let hosts = hosts
-            .into_iter()
-            .map(|host| host.as_ref().trim_matches(['[', ']']).to_ascii_lowercase())
-            .collect();
-        self.settings.allowed_hosts = Some(Arc::new(hosts));
+        let mut allowed = HashSet::new();
+        for host in hosts {
+            match canonical_entry(host.as_ref()) {
+                Some(host) => {
+                    allowed.insert(host);
+                }
+                None => {
+                    self.settings.invalid_allowed_host = Some(host.as_ref().to_owned());
+                }
+            }
+        }
+        self.settings.allowed_hosts = Some(Arc::new(allowed));
         self
     }
 
@@ -1052,6 +1100,13 @@ impl FetcherBuilder {
                     "more than 0 s (Duration::MAX for no limit)",
                 );
             }
+        }
+        if let Some(entry) = &settings.invalid_allowed_host {
+            return refuse(
+                "allowed_hosts",
+                format!("{entry:?}"),
+                "host names or IP addresses, without scheme or port",
+            );
         }
         if let Some(rate) = settings.per_host_rate {
             // Slower than one a day, the wait between two requests overflows the clock's

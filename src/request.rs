@@ -334,9 +334,17 @@ impl Request {
         self
     }
 
-    /// Sends `Authorization: Bearer <token>` with this request.
+    /// Sends `Authorization: Bearer <token>` with this request. A token that cannot be a
+    /// header value (CR, LF, NUL...) makes this request fail with
+    /// [`FetchError::InvalidHeader`], as [`header`](Self::header) does, before anything is sent.
     pub fn bearer_auth(mut self, token: impl Into<String>) -> Self {
-        self.more_mut().auth = Some(Auth::Bearer(token.into()));
+        let token = token.into();
+        if HeaderValue::from_str(&token).is_err() {
+            self.record(Defect::Header {
+                name: "authorization".to_owned(),
+            });
+        }
+        self.more_mut().auth = Some(Auth::Bearer(token));
         self
     }
 

@@ -193,3 +193,23 @@ fn a_request_gives_back_its_url_as_written_whatever_the_parser_makes_of_it() {
         plain.as_str()
     );
 }
+
+#[test]
+fn a_bearer_token_that_cannot_be_a_header_is_an_invalid_header_never_retried() {
+    let server = TestServer::start();
+    let fetcher = parfetch::Fetcher::builder()
+        .retry(parfetch::RetryPolicy::new(4))
+        .build()
+        .unwrap();
+    for token in ["a\r\nInjected: yes", "nul\0byte", "line\nfeed"] {
+        let exception = fetcher
+            .execute(parfetch::Request::get(server.url("/echo")).bearer_auth(token))
+            .unwrap_err();
+        assert!(
+            matches!(exception.error(), parfetch::FetchError::InvalidHeader { name, .. } if name == "authorization"),
+            "{exception}"
+        );
+        assert_eq!(exception.attempts(), 0);
+    }
+    assert_eq!(server.stats().requests(), 0, "nothing was sent");
+}

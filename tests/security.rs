@@ -135,3 +135,59 @@ fn a_connection_that_does_not_open_fails_at_the_connect_timeout() {
     );
     drop(filler);
 }
+
+/// Entries are normalised as URLs' hosts are: a trailing dot, a Unicode name and its punycode
+/// form, IPv4 forms and IPv4-mapped IPv6 addresses all match their entry; an entry that is no
+/// host is refused when the fetcher is built.
+#[test]
+fn allow_list_entries_match_the_forms_urls_take() {
+    let allows = |entries: &[&str], url: &str| {
+        let fetcher = Fetcher::builder().allowed_hosts(entries).build().unwrap();
+        // An allowed host is checked and then sent to a port where nothing listens.
+        !matches!(
+            fetcher.execute(url).unwrap_err().error(),
+            FetchError::HostNotAllowed { .. }
+        )
+    };
+    let closed = support::refused_url();
+    let port = closed
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let at = |host: &str| format!("http://{host}:{port}/");
+
+    assert!(allows(&["localhost."], &at("localhost.")));
+    assert!(allows(&["localhost."], &at("localhost")));
+    assert!(allows(&["localhost"], &at("localhost.")));
+    assert!(allows(&["LocalHost"], &at("LOCALHOST")));
+    assert!(allows(&["bücher.test"], &at("xn--bcher-kva.test")));
+    assert!(allows(&["xn--bcher-kva.test"], &at("bücher.test")));
+    assert!(allows(&["127.0.0.1"], &at("[::ffff:127.0.0.1]")));
+    assert!(allows(&["[::ffff:127.0.0.1]"], &at("127.0.0.1")));
+    assert!(allows(&["0x7f.1"], &at("127.0.0.1")));
+    assert!(allows(&["::1"], &at("[::1]")));
+    assert!(allows(&["[::1]"], &at("[0:0:0:0:0:0:0:1]")));
+    assert!(!allows(&["127.0.0.1"], &at("127.0.0.2")));
+    assert!(!allows(&["example.test"], &at("sub.example.test")));
+
+    for entry in [
+        "",
+        "http://example.test",
+        "bad host",
+        "example.test:80",
+        "[::1",
+    ] {
+        let error = Fetcher::builder()
+            .allowed_hosts([entry])
+            .build()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("allowed_hosts must be host names"),
+            "{entry:?}: {error}"
+        );
+    }
+}
