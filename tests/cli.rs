@@ -348,3 +348,43 @@ fn https_is_verified_against_the_system_roots_loaded_on_first_use() {
         assert!(message.contains("TLS roots"), "{record}");
     }
 }
+
+/// A bad line costs only itself: a line that is not UTF-8, one over the length cap, a
+/// byte-order mark at the start of the input.
+#[test]
+fn a_bad_line_costs_only_itself() {
+    let server = TestServer::start();
+    let mut input: Vec<u8> = b"\xEF\xBB\xBF".to_vec();
+    for i in 0..100 {
+        input.extend_from_slice(server.url(&format!("/a/{i}\r\n")).as_bytes());
+    }
+    input.extend_from_slice(b"http://127.0.0.1/\xff\xfe\n");
+    input.extend_from_slice(&vec![b'x'; 5_000]);
+    input.push(b'\n');
+    for i in 0..100 {
+        input.extend_from_slice(server.url(&format!("/b/{i}\n")).as_bytes());
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parfetch"))
+        .args(["--max-line-bytes", "1000", "--keep-order"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("parfetch runs");
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let records = records(&output);
+    assert_eq!(records.len(), 200);
+    assert_eq!(records[0]["request"]["url"], server.url("/a/0"));
+    assert!(records.iter().all(|r| r["ok"] == true));
+    assert_eq!(server.stats().requests(), 200);
+    let messages = stderr(&output);
+    assert!(messages.contains("-:101: not UTF-8 text"), "{messages}");
+    assert!(
+        messages.contains("-:102: a line of 5000 bytes or more, over --max-line-bytes 1000"),
+        "{messages}"
+    );
+    assert!(messages.contains("2 malformed lines"), "{messages}");
+}

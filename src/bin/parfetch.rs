@@ -76,6 +76,10 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = Fetcher::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: u64,
 
+    /// Longest input line, in bytes; a longer one is a malformed line, read without being held.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_line_bytes: usize,
+
     /// Write results in input order instead of as they complete.
     #[arg(long)]
     keep_order: bool,
@@ -191,11 +195,11 @@ fn run(args: &Args) -> Result<Summary, String> {
     let read_error = Mutex::new(None);
     let write_failed = AtomicBool::new(false);
     // Read on the fetcher's feeding thread, only as fast as requests go out.
+    let max_line_bytes = args.max_line_bytes;
     let requests = readers
         .into_iter()
         .flat_map(|(input, reader)| {
-            reader
-                .lines()
+            InputLines::new(reader, max_line_bytes)
                 .enumerate()
                 .map(move |(index, line)| (input.clone(), index + 1, line))
         })
@@ -208,16 +212,23 @@ fn run(args: &Args) -> Result<Summary, String> {
                 None
             }
         })
-        .filter_map(
-            |(input, number, line)| match parse_line(&line, &method, &headers) {
+        .filter_map(|(input, number, line)| {
+            let parsed = match line {
+                InputLine::Text(line) => parse_line(&line, &method, &headers),
+                InputLine::NotUtf8 => Err("not UTF-8 text".to_owned()),
+                InputLine::TooLong(bytes) => Err(format!(
+                    "a line of {bytes} bytes or more, over --max-line-bytes {max_line_bytes}"
+                )),
+            };
+            match parsed {
                 Ok(request) => request,
                 Err(message) => {
                     malformed.fetch_add(1, Ordering::Relaxed);
                     bar.suspend(|| eprintln!("{}:{number}: {message}", input.display()));
                     None
                 }
-            },
-        );
+            }
+        });
 
     let mut output = BufWriter::new(output);
     let mut summary = Summary::new();
@@ -275,6 +286,89 @@ fn usage_of(error: &parfetch::BuildError) -> String {
         other => other,
     };
     format!("{option} must be {allowed}, not {value}")
+}
+
+/// One line of input, as read.
+enum InputLine {
+    Text(String),
+    NotUtf8,
+    /// At least this many bytes: over the cap, and not kept.
+    TooLong(usize),
+}
+
+/// The lines of one input: a UTF-8 byte-order mark at its start is dropped, as are line ends
+/// (`\n` or `\r\n`); a line over `max` bytes is skipped as it is read, not held whole.
+struct InputLines<R> {
+    reader: R,
+    max: usize,
+    started: bool,
+}
+
+impl<R: BufRead> InputLines<R> {
+    fn new(reader: R, max: usize) -> Self {
+        Self {
+            reader,
+            max,
+            started: false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for InputLines<R> {
+    type Item = io::Result<InputLine>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = Vec::new();
+        let mut length = 0;
+        let mut ended = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            if available.is_empty() {
+                break;
+            }
+            let (chunk, found) = match available.iter().position(|&byte| byte == b'\n') {
+                Some(end) => (&available[..end], true),
+                None => (available, false),
+            };
+            length += chunk.len();
+            if length <= self.max {
+                line.extend_from_slice(chunk);
+            } else {
+                line = Vec::new();
+            }
+            let used = chunk.len() + usize::from(found);
+            self.reader.consume(used);
+            if found {
+                ended = true;
+                break;
+            }
+        }
+        if !ended && length == 0 {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            if line.starts_with(b"\xEF\xBB\xBF") {
+                line.drain(..3);
+                length -= 3;
+            }
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+            length -= 1;
+        }
+        if length > self.max {
+            return Some(Ok(InputLine::TooLong(length)));
+        }
+        Some(Ok(match String::from_utf8(line) {
+            Ok(text) => InputLine::Text(text),
+            Err(_) => InputLine::NotUtf8,
+        }))
+    }
 }
 
 /// A request from one input line; `None` for blank lines and comments.
