@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // p = pool.Pool.from_urls(urls); p.join_all()
     let mut pool = Pool::builder()
         .num_processes(8)
-        .timeout(Duration::from_secs(5))
+        .fetcher(|fetcher| fetcher.timeout(Duration::from_secs(5)))
         .from_urls(&urls)?;
     pool.join_all();
 

@@ -121,6 +121,7 @@ pub struct Pool {
     queue: JobQueue,
     outcomes: Arc<Outcomes>,
     driver: Option<JoinHandle<()>>,
+    fetcher: Fetcher,
 }
 
 impl Pool {
@@ -210,6 +211,12 @@ impl Pool {
     /// On a pool whose queue is still open this waits for more jobs: [`close`](Self::close) it.
     pub fn results(&self) -> Results<'_> {
         Results { pool: self }
+    }
+
+    /// The fetcher this pool sends its jobs with: its settings, sessions and counts
+    /// ([`progress`](Fetcher::progress)).
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
     }
 
     /// The number of jobs submitted and not finished yet.
@@ -462,55 +469,52 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
     outcomes.driver_stopped();
 }
 
-/// Configures a [`Pool`]; made by [`Pool::builder`]. It takes the [`Fetcher`]'s settings and
-/// ends with the jobs to run.
+/// Configures a [`Pool`]; made by [`Pool::builder`], or from a [`FetcherBuilder`] with
+/// `From`. It holds the fetcher's own builder, so every fetcher setting applies to a pool: the
+/// original's knobs (`num_processes`, `session`, `initializer`, `auth_generator`) directly, any
+/// other through [`fetcher`](Self::fetcher). It ends with the jobs to run.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use parfetch::{Fetcher, Pool};
+///
+/// let mut pool = Pool::builder()
+///     .num_processes(8)
+///     .fetcher(|fetcher| fetcher.timeout(Duration::from_secs(5)).allowed_hosts(["127.0.0.1"]))
+///     .from_urls(["http://127.0.0.1:8080/a"])?;
+/// pool.join_all();
+///
+/// // Or start from a fetcher's builder.
+/// let builder = Fetcher::builder().concurrency(128).max_per_host(4);
+/// let pool = parfetch::PoolBuilder::from(builder).build()?;
+/// # Ok::<(), parfetch::BuildError>(())
+/// ```
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until it is given its jobs"]
 pub struct PoolBuilder {
     fetcher: FetcherBuilder,
 }
 
+impl From<FetcherBuilder> for PoolBuilder {
+    fn from(fetcher: FetcherBuilder) -> Self {
+        Self { fetcher }
+    }
+}
+
 impl PoolBuilder {
+    /// Applies `configure` to the pool's [`FetcherBuilder`]: any fetcher setting
+    /// ([`timeout`](FetcherBuilder::timeout), [`retry`](FetcherBuilder::retry),
+    /// [`allowed_hosts`](FetcherBuilder::allowed_hosts),
+    /// [`concurrency`](FetcherBuilder::concurrency), ...).
+    pub fn fetcher(mut self, configure: impl FnOnce(FetcherBuilder) -> FetcherBuilder) -> Self {
+        self.fetcher = configure(self.fetcher);
+        self
+    }
+
     /// The number of threads, each with its own session, and of jobs in flight unless
-    /// [`concurrency`](Self::concurrency) is set. See [`FetcherBuilder::num_processes`].
+    /// [`concurrency`](FetcherBuilder::concurrency) is set. See [`FetcherBuilder::num_processes`].
     pub fn num_processes(mut self, n: usize) -> Self {
         self.fetcher = self.fetcher.num_processes(n);
-        self
-    }
-
-    /// The number of jobs in flight at once. See [`FetcherBuilder::concurrency`].
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.fetcher = self.fetcher.concurrency(n);
-        self
-    }
-
-    /// See [`FetcherBuilder::timeout`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.fetcher = self.fetcher.timeout(timeout);
-        self
-    }
-
-    /// See [`FetcherBuilder::max_body_bytes`].
-    pub fn max_body_bytes(mut self, limit: u64) -> Self {
-        self.fetcher = self.fetcher.max_body_bytes(limit);
-        self
-    }
-
-    /// See [`FetcherBuilder::max_per_host`].
-    pub fn max_per_host(mut self, n: usize) -> Self {
-        self.fetcher = self.fetcher.max_per_host(n);
-        self
-    }
-
-    /// See [`FetcherBuilder::per_host_rate`].
-    pub fn per_host_rate(mut self, requests_per_second: f64) -> Self {
-        self.fetcher = self.fetcher.per_host_rate(requests_per_second);
-        self
-    }
-
-    /// See [`FetcherBuilder::retry`].
-    pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
-        self.fetcher = self.fetcher.retry(policy);
         self
     }
 
@@ -558,7 +562,10 @@ impl PoolBuilder {
             let outcomes = Arc::clone(&outcomes);
             std::thread::Builder::new()
                 .name("parfetch-pool".into())
-                .spawn(move || drive(jobs, fetcher, outcomes))
+                .spawn({
+                    let fetcher = fetcher.clone();
+                    move || drive(jobs, fetcher, outcomes)
+                })
                 .map_err(|source| BuildError::Thread { source })?
         };
         Ok(Pool {
@@ -568,6 +575,7 @@ impl PoolBuilder {
             },
             outcomes,
             driver: Some(driver),
+            fetcher,
         })
     }
 

@@ -107,8 +107,7 @@ proptest! {
             0 => {
                 let mut pool = Pool::builder()
                     .num_processes(threads)
-                    .timeout(Duration::from_secs(10))
-                    .retry(retry)
+                    .fetcher(|fetcher| fetcher.timeout(Duration::from_secs(10)).retry(retry))
                     .from_urls(&urls)
                     .unwrap();
                 pool.join_all();

@@ -89,7 +89,7 @@ fn pools_are_polite_too() {
     let server = TestServer::start();
     let mut pool = Pool::builder()
         .num_processes(12)
-        .max_per_host(2)
+        .fetcher(|fetcher| fetcher.max_per_host(2))
         .from_urls(slow_urls(&server, 30))
         .unwrap();
     pool.join_all();

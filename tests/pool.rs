@@ -313,8 +313,11 @@ fn pool_hooks_run_per_worker_and_panics_become_exceptions() {
     let server = TestServer::start();
     let mut pool = Pool::builder()
         .num_processes(3)
-        .timeout(Duration::from_secs(5))
-        .max_body_bytes(1_000)
+        .fetcher(|fetcher| {
+            fetcher
+                .timeout(Duration::from_secs(5))
+                .max_body_bytes(1_000)
+        })
         .initializer(|session| session.user_agent("pool-test"))
         .auth_generator(|session| {
             let mut headers = parfetch::header::HeaderMap::new();
@@ -502,4 +505,41 @@ fn a_session_with_a_cookie_store_sends_cookies_to_later_jobs_of_its_thread() {
     assert_eq!(outcomes[0].text(), "cookie set");
     let echo: Value = outcomes[1].json().unwrap();
     assert_eq!(echo["headers"]["cookie"], "session=abc");
+}
+
+/// A pool holds the fetcher's own builder: every fetcher setting applies to it, here the
+/// allow-list and the body cap, which it had no setter for.
+#[test]
+fn every_fetcher_setting_reaches_a_pool() {
+    let server = TestServer::start();
+    let builder = || {
+        Fetcher::builder()
+            .allowed_hosts(["127.0.0.1"])
+            .max_body_bytes(10)
+            .concurrency(3)
+            .connect_timeout(Duration::from_secs(3))
+    };
+    let mut pool = parfetch::PoolBuilder::from(builder())
+        .from_urls([
+            server.url("/bytes/5"),
+            server.url("/bytes/50"),
+            server.url("/bytes/5").replace("127.0.0.1", "localhost"),
+        ])
+        .unwrap();
+    pool.join_all();
+    assert_eq!(pool.responses().count(), 1);
+    let mut kinds: Vec<&str> = pool.exceptions().map(|e| e.error().kind()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["body_too_large", "host_not_allowed"]);
+    // The pool's fetcher is the builder's, setting for setting.
+    let configured = format!("{:?}", builder().build().unwrap());
+    let held = format!(
+        "{:?}",
+        Pool::builder()
+            .fetcher(|_| builder())
+            .build()
+            .unwrap()
+            .fetcher()
+    );
+    assert_eq!(held, configured);
 }

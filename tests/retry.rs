@@ -189,7 +189,7 @@ fn pools_retry_too() {
         .collect();
     let mut pool = Pool::builder()
         .num_processes(3)
-        .retry(fast_retries(2))
+        .fetcher(|fetcher| fetcher.retry(fast_retries(2)))
         .from_urls(&urls)
         .unwrap();
     pool.join_all();

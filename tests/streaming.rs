@@ -113,7 +113,10 @@ fn a_held_request_holds_an_ordered_fetch_back_only_by_its_window() {
 #[test]
 fn a_held_request_holds_only_its_own_slot_in_a_pool() {
     let (answered, outcomes) = answered_while_one_is_held(1_000, 400, |urls| {
-        let mut pool = Pool::builder().concurrency(8).from_urls(&urls).unwrap();
+        let mut pool = Pool::builder()
+            .fetcher(|fetcher| fetcher.concurrency(8))
+            .from_urls(&urls)
+            .unwrap();
         pool.join_all();
         pool.responses().count()
     });
@@ -127,7 +130,10 @@ fn a_held_request_holds_only_its_own_slot_in_a_pool() {
 #[test]
 fn a_pool_hands_out_results_while_its_queue_is_open() {
     let server = TestServer::start();
-    let pool = Pool::builder().concurrency(8).build().unwrap();
+    let pool = Pool::builder()
+        .fetcher(|fetcher| fetcher.concurrency(8))
+        .build()
+        .unwrap();
     for i in 0..5 {
         pool.submit(server.url(&format!("/bytes/{i}"))).unwrap();
     }
@@ -250,7 +256,7 @@ fn concurrency_is_shared_by_every_entry_point_of_a_fetcher() {
     let server = TestServer::start();
     let mut pool = Pool::builder()
         .num_processes(2)
-        .concurrency(6)
+        .fetcher(|fetcher| fetcher.concurrency(6))
         .from_urls(
             urls.iter()
                 .map(|url| url.replace(&base_of(url), &server.base())),
