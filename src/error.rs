@@ -263,8 +263,11 @@ impl FetchError {
         false
     }
 
+    /// `url` is the URL as given, already redacted; the client's error loses its own copy of
+    /// the URL, which would show a password in `Debug`.
     pub(crate) fn from_client(url: &str, error: reqwest::Error) -> Self {
         let url = url.to_owned();
+        let error = error.without_url();
         let reason = innermost_cause(&error);
         if error.is_connect() {
             Self::Connect {

@@ -141,7 +141,7 @@ impl Settings {
             } else {
                 let refused = format!(
                     "redirect to {} refused: its host is not in the allow-list",
-                    attempt.url()
+                    crate::redact::url(attempt.url().as_str())
                 );
                 attempt.error(refused)
             }
@@ -322,7 +322,7 @@ impl Fetcher {
         let url = request.checked_url()?;
         if !self.shared.settings.allows(url) {
             return Err(FetchError::HostNotAllowed {
-                url: request.url().to_owned(),
+                url: request.url_for_messages().into_owned(),
                 host: url.host_str().unwrap_or_default().to_owned(),
             });
         }
@@ -394,7 +394,7 @@ impl Fetcher {
             .await
             .unwrap_or_else(|payload| {
                 let error = FetchError::Panicked {
-                    url: kept.url().to_owned(),
+                    url: kept.url_for_messages().into_owned(),
                     message: crate::session::panic_message(payload.as_ref()).to_owned(),
                 };
                 self.finish(Err(ThreadException::new(kept, error, 1)))
@@ -1130,7 +1130,7 @@ impl FetcherBuilder {
 /// The error of a request that this thread has no session to send with.
 fn session_error(request: &Request, reason: &str) -> FetchError {
     FetchError::Session {
-        url: request.url().to_owned(),
+        url: request.url_for_messages().into_owned(),
         reason: reason.to_owned(),
     }
 }

@@ -120,6 +120,7 @@ mod limits;
 mod outcome;
 mod par;
 mod pool;
+mod redact;
 mod request;
 mod retry;
 mod session;

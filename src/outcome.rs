@@ -18,7 +18,7 @@ use crate::{FetchError, Request};
 /// [`status()`](Self::status) yourself. The body has been read into memory (up to the fetcher's
 /// [`max_body_bytes`](crate::FetcherBuilder::max_body_bytes)), so the connection went back to
 /// the worker's session before you see this.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ThreadResponse {
     request: Request,
     status: StatusCode,
@@ -27,6 +27,27 @@ pub struct ThreadResponse {
     body: Bytes,
     elapsed: Duration,
     attempts: u32,
+}
+
+/// Shows the status, final URL, headers (credentials redacted), the body's length and the
+/// request (see its `Debug`), never a credential.
+impl std::fmt::Debug for ThreadResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), crate::redact::header_value(name, value)))
+            .collect();
+        f.debug_struct("ThreadResponse")
+            .field("status", &self.status)
+            .field("url", &crate::redact::url(self.url.as_str()))
+            .field("headers", &headers)
+            .field("body_bytes", &self.body.len())
+            .field("elapsed", &self.elapsed)
+            .field("attempts", &self.attempts)
+            .field("request", &self.request)
+            .finish()
+    }
 }
 
 impl ThreadResponse {

@@ -356,7 +356,7 @@ impl fmt::Debug for JobQueue {
 
 /// A job was submitted to a closed queue; the request is given back.
 #[derive(Debug, thiserror::Error)]
-#[error("the pool's job queue is closed; {} {} was not submitted", request.method(), request.url())]
+#[error("the pool's job queue is closed; {} {} was not submitted", request.method(), request.url_for_messages())]
 pub struct QueueClosed {
     /// The request that was not submitted.
     pub request: Request,

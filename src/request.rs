@@ -42,9 +42,35 @@ use crate::FetchError;
 /// let request = Request::from("http://127.0.0.1:8080/");
 /// assert_eq!(request.method(), "GET");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Request {
     spec: Arc<Spec>,
+}
+
+/// Shows everything but credentials: a URL's password, the values of credential headers and
+/// the request's own credentials are redacted; a body shows its length.
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let more = self.more();
+        let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = more
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), crate::redact::header_value(name, value)))
+            .collect();
+        let auth = more.auth.as_ref().map(|auth| match auth {
+            Auth::Basic { .. } => "basic <redacted>",
+            Auth::Bearer(_) => "bearer <redacted>",
+        });
+        f.debug_struct("Request")
+            .field("method", &self.spec.method)
+            .field("url", &self.url_for_messages())
+            .field("headers", &headers)
+            .field("query", &more.query)
+            .field("body_bytes", &more.body.as_ref().map(Bytes::len))
+            .field("auth", &auth)
+            .field("timeout", &self.spec.timeout)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -353,6 +379,11 @@ impl Request {
         &self.spec.method
     }
 
+    /// [`url`](Self::url) with any password in it redacted: for messages and records.
+    pub(crate) fn url_for_messages(&self) -> std::borrow::Cow<'_, str> {
+        crate::redact::url(self.url())
+    }
+
     /// The URL exactly as it was given, before parsing and query parameters.
     pub fn url(&self) -> &str {
         self.spec.target.given()
@@ -394,7 +425,7 @@ impl Request {
     /// Returns the URL to send to.
     pub(crate) fn checked_url(&self) -> Result<&Url, FetchError> {
         let spec = &*self.spec;
-        let url_as_given = || spec.target.given().to_owned();
+        let url_as_given = || self.url_for_messages().into_owned();
         let url = spec.target.url().map_err(|source| FetchError::InvalidUrl {
             url: url_as_given(),
             source,

@@ -145,11 +145,12 @@ impl Session {
         max_body_bytes: u64,
     ) -> Result<Received, FetchError> {
         let pending = request.to_client_request(&self.client, url);
-        tokio::time::timeout(timeout, receive(pending, request.url(), max_body_bytes))
+        let url = request.url_for_messages();
+        tokio::time::timeout(timeout, receive(pending, &url, max_body_bytes))
             .await
             .unwrap_or_else(|_elapsed| {
                 Err(FetchError::Timeout {
-                    url: request.url().to_owned(),
+                    url: url.clone().into_owned(),
                     timeout,
                 })
             })

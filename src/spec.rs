@@ -166,14 +166,15 @@ impl<'de> Deserialize<'de> for Request {
 }
 
 /// The request part of a record: method, URL as given, and the headers, query and timeout set
-/// on it. Bodies and credentials are left out.
+/// on it. Bodies and credentials are left out: a URL's password shows as `***`, the values of
+/// credential headers (`Authorization`, `Cookie`, `X-Api-Key`, ...) as `<redacted>`.
 impl Serialize for Request {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("method", self.method().as_str())?;
-        map.serialize_entry("url", self.url())?;
+        map.serialize_entry("url", &self.url_for_messages())?;
         if !self.headers().is_empty() {
-            map.serialize_entry("headers", &header_map(self.headers()))?;
+            map.serialize_entry("headers", &header_map(self.headers(), true))?;
         }
         if !self.query_pairs().is_empty() {
             let params: BTreeMap<&str, &str> = self
@@ -198,8 +199,8 @@ impl Serialize for ThreadResponse {
         map.serialize_entry("request", self.request())?;
         map.serialize_entry("ok", &true)?;
         map.serialize_entry("status", &self.status().as_u16())?;
-        map.serialize_entry("url", self.url().as_str())?;
-        map.serialize_entry("headers", &header_map(self.headers()))?;
+        map.serialize_entry("url", &crate::redact::url(self.url().as_str()))?;
+        map.serialize_entry("headers", &header_map(self.headers(), false))?;
         match std::str::from_utf8(self.bytes()) {
             Ok(text) => map.serialize_entry("body", text)?,
             Err(_) => map.serialize_entry(
@@ -229,11 +230,16 @@ impl Serialize for ThreadException {
     }
 }
 
-/// Header names to values; repeated headers joined with ", ".
-fn header_map(headers: &HeaderMap) -> BTreeMap<&str, String> {
+/// Header names to values; repeated headers joined with ", "; credentials redacted if `redact`
+/// (a request's own headers: a response's are the data asked for).
+fn header_map(headers: &HeaderMap, redact: bool) -> BTreeMap<&str, String> {
     let mut map: BTreeMap<&str, String> = BTreeMap::new();
     for (name, value) in headers {
-        let value = String::from_utf8_lossy(value.as_bytes());
+        let value = if redact {
+            crate::redact::header_value(name, value)
+        } else {
+            String::from_utf8_lossy(value.as_bytes())
+        };
         map.entry(name.as_str())
             .and_modify(|joined| {
                 joined.push_str(", ");

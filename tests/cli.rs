@@ -388,3 +388,35 @@ fn a_bad_line_costs_only_itself() {
     );
     assert!(messages.contains("2 malformed lines"), "{messages}");
 }
+
+#[test]
+fn records_and_messages_of_the_command_hold_no_credentials() {
+    let server = TestServer::start();
+    let refused = refused_url().replace("http://", "http://bob:pa55word@");
+    let input = format!(
+        "{}\n{refused}\n{{\"url\": \"{}\", \"headers\": {{\"X-Api-Key\": \"k3y-value\"}}}}\n",
+        server
+            .url("/echo")
+            .replace("http://", "http://alice:pa55word@"),
+        server.url("/echo"),
+    );
+    let output = parfetch(&["-H", "Authorization: Bearer s3cr3t-token"], &input);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let everything = format!("{stdout}{}", stderr(&output));
+    for secret in ["pa55word", "s3cr3t-token", "k3y-value"] {
+        // The echo server's bodies hold what was sent; the records' requests must not.
+        for record in records(&output) {
+            let request = record["request"].to_string();
+            let error = record["error"].to_string();
+            assert!(!request.contains(secret), "{secret} in {request}");
+            assert!(!error.contains(secret), "{secret} in {error}");
+        }
+        assert!(!stderr(&output).contains(secret), "{secret} in stderr");
+    }
+    assert!(everything.contains("bob:***@"), "{everything}");
+    assert!(
+        stdout.contains("\"authorization\":\"<redacted>\""),
+        "{stdout}"
+    );
+}

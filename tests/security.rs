@@ -191,3 +191,57 @@ fn allow_list_entries_match_the_forms_urls_take() {
         );
     }
 }
+
+/// Credentials never show: not in `Debug` of a request, a response or an exception, not in an
+/// error's message, not in a JSON record. What is sent is unchanged.
+#[test]
+fn credentials_are_redacted_wherever_they_would_show() {
+    let server = TestServer::start();
+    let secrets = ["pa55word", "s3cr3t-token", "k3y-value", "c00kie", "b3arer"];
+    let with_credentials = |url: String| {
+        Request::get(url)
+            .header("Authorization", "Bearer s3cr3t-token")
+            .header("X-Api-Key", "k3y-value")
+            .header("Cookie", "session=c00kie")
+            .header("X-Batch", "7")
+    };
+    let base = server.base().replace("http://", "http://bob:pa55word@");
+    let fetcher = Fetcher::new();
+
+    let response = fetcher
+        .execute(with_credentials(format!("{base}/echo")))
+        .unwrap();
+    // Sent as given.
+    let echoed: serde_json::Value = response.json().unwrap();
+    assert_eq!(echoed["headers"]["x-api-key"], "k3y-value");
+    assert!(echoed["headers"]["authorization"].as_str().is_some());
+
+    let refused = support::refused_url().replace("http://", "http://bob:pa55word@");
+    let exception = fetcher
+        .execute(with_credentials(refused).bearer_auth("b3arer"))
+        .unwrap_err();
+
+    let mut shown = vec![
+        format!("{:?}", response.request()),
+        format!("{response:?}"),
+        format!("{exception:?}"),
+        format!("{exception}"),
+        format!("{:#}", exception.error()),
+        exception.error().url().to_owned(),
+        serde_json::to_string(&exception).unwrap(),
+        serde_json::to_string(response.request()).unwrap(),
+    ];
+    let mut chain: Option<&dyn std::error::Error> = Some(exception.error());
+    while let Some(error) = chain {
+        shown.push(format!("{error} / {error:?}"));
+        chain = error.source();
+    }
+    for text in &shown {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret:?} shows in: {text}");
+        }
+    }
+    assert!(shown[4].contains("bob:***@"), "{}", shown[4]);
+    assert!(shown[7].contains("<redacted>"), "{}", shown[7]);
+    assert!(shown[7].contains("\"x-batch\":\"7\""), "{}", shown[7]);
+}
