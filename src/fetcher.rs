@@ -564,7 +564,7 @@ impl Fetcher {
         I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
         F: FnMut(FetchResult),
     {
-        self.for_each_outcome(requests, false, each);
+        self.for_each_outcome(requests, false, continuing(each));
     }
 
     /// Like [`for_each_completed`](Self::for_each_completed), but calls `each` in the order of
@@ -587,17 +587,24 @@ impl Fetcher {
         I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
         F: FnMut(FetchResult),
     {
-        self.for_each_outcome(requests, true, each);
+        self.for_each_outcome(requests, true, continuing(each));
     }
 
-    fn for_each_outcome<I, F>(&self, requests: I, in_order: bool, mut each: F)
+    /// Streams `requests` through the engine, handing each outcome to `each` on this thread
+    /// until it breaks: then the jobs not started are dropped and the call ends as soon as the
+    /// requests in flight are abandoned.
+    pub(crate) fn for_each_outcome<I, F>(&self, requests: I, in_order: bool, mut each: F)
     where
         I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
-        F: FnMut(FetchResult),
+        F: FnMut(FetchResult) -> std::ops::ControlFlow<()>,
     {
         let requests = requests.into_iter();
         if self.sends_from_caller() {
-            requests.for_each(|request| each(self.execute(request)));
+            for request in requests {
+                if each(self.execute(request)).is_break() {
+                    break;
+                }
+            }
             return;
         }
         let window = in_order.then(|| (Arc::new(Window::default()), self.reorder_window()));
@@ -619,25 +626,35 @@ impl Fetcher {
                 .as_ref()
                 .map(|(window, _)| CloseWindow(Arc::clone(window)));
             match &window {
-                None => outcomes.iter().for_each(|(_, outcome)| each(outcome)),
+                None => {
+                    for (_, outcome) in outcomes.iter() {
+                        if each(outcome).is_break() {
+                            break;
+                        }
+                    }
+                }
                 Some((window, _)) => {
                     let mut waiting = std::collections::BTreeMap::new();
                     let mut waiting_bytes = 0;
                     let mut next = 0;
-                    for (index, outcome) in outcomes.iter() {
+                    'outcomes: for (index, outcome) in outcomes.iter() {
                         waiting_bytes += engine::body_len(&outcome);
                         waiting.insert(index, outcome);
                         window.advance(next, waiting_bytes);
                         while let Some(outcome) = waiting.remove(&next) {
                             waiting_bytes -= engine::body_len(&outcome);
-                            each(outcome);
+                            if each(outcome).is_break() {
+                                break 'outcomes;
+                            }
                             next += 1;
                             window.advance(next, waiting_bytes);
                         }
                     }
                 }
             }
+            // The workers' next hand-over fails, and the call stops.
             drop(outcomes);
+            drop(_release);
             if let Err(panic) = feeding.join() {
                 std::panic::resume_unwind(panic);
             }
@@ -730,6 +747,16 @@ impl Drop for Streaming {
                 streams.remove(position);
             }
         });
+    }
+}
+
+/// `each`, never asking to stop.
+fn continuing(
+    mut each: impl FnMut(FetchResult),
+) -> impl FnMut(FetchResult) -> std::ops::ControlFlow<()> {
+    move |outcome| {
+        each(outcome);
+        std::ops::ControlFlow::Continue(())
     }
 }
 

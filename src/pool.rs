@@ -464,7 +464,15 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
         let jobs = jobs
             .into_iter()
             .take_while(|_| !cancelled.load(Ordering::SeqCst));
-        fetcher.for_each_completed(jobs, |outcome| outcomes.record(outcome));
+        // Once the pool is dropped, nobody takes results: the jobs queued are dropped.
+        fetcher.for_each_outcome(jobs, false, |outcome| {
+            outcomes.record(outcome);
+            if cancelled.load(Ordering::SeqCst) {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        });
     }));
     outcomes.driver_stopped();
 }
