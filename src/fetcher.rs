@@ -80,6 +80,7 @@ struct Settings {
     allowed_hosts: Option<Arc<HashSet<String>>>,
     /// An allow-list entry that is no host, refused by `build`.
     invalid_allowed_host: Option<String>,
+    proxy: ProxySetting,
     max_per_host: Option<usize>,
     per_host_rate: Option<f64>,
     max_body_bytes: u64,
@@ -149,6 +150,28 @@ impl Settings {
     }
 }
 
+/// Where requests go on their way to their hosts.
+#[derive(Clone, Debug)]
+enum ProxySetting {
+    /// The proxies the environment names (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, lower case
+    /// too), except for the hosts `NO_PROXY` names: what curl and requests do.
+    FromEnvironment,
+    /// Straight to the hosts, whatever the environment says.
+    Off,
+    /// Every request through this proxy (`Err`: the URL given, refused by `build`).
+    To(Box<Result<(reqwest::Proxy, String), String>>),
+}
+
+/// The environment variables that name proxies, in the order reqwest reads them.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// `true` if there is no allow-list, or `url`'s host is on it.
 fn host_allowed(allowed: Option<&HashSet<String>>, url: &Url) -> bool {
     allowed.is_none_or(|hosts| {
@@ -202,6 +225,7 @@ impl Default for Settings {
             connect_timeout: Fetcher::DEFAULT_CONNECT_TIMEOUT,
             allowed_hosts: None,
             invalid_allowed_host: None,
+            proxy: ProxySetting::FromEnvironment,
             max_per_host: None,
             per_host_rate: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
@@ -371,13 +395,23 @@ impl Fetcher {
             .get_or(|| {
                 let settings = &shared.settings;
                 Session::build(&settings.hooks, &shared.tls, self.session_slots(), |base| {
-                    base.connect_timeout(settings.connect_timeout)
+                    let base = base
+                        .connect_timeout(settings.connect_timeout)
                         // A server that does not acknowledge the bytes of a request within the
                         // connect timeout is as unreachable as one that does not accept it.
                         .tcp_user_timeout(settings.connect_timeout)
                         .redirect(settings.redirect_policy())
                         // The original sends no Referer, and a URL's query may hold a key.
-                        .referer(false)
+                        .referer(false);
+                    match &settings.proxy {
+                        ProxySetting::FromEnvironment => base,
+                        ProxySetting::Off => base.no_proxy(),
+                        ProxySetting::To(proxy) => match proxy.as_ref() {
+                            Ok((proxy, _)) => base.proxy(proxy.clone()),
+                            // Refused by `build`.
+                            Err(_) => base,
+                        },
+                    }
                 })
             })
             .as_ref()
@@ -505,6 +539,37 @@ impl Fetcher {
     /// The number of worker threads this fetcher sends its requests from.
     pub fn threads(&self) -> usize {
         self.shared.threads
+    }
+
+    /// The proxies this fetcher's requests may go through, each as its URL (a password in it
+    /// redacted) and where it comes from: the builder's [`proxy`](FetcherBuilder::proxy), or
+    /// the environment variable that names it. Empty when requests go straight to their hosts.
+    /// A session hook that sets proxies of its own is not seen here.
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .proxy("http://user:pw@proxy.internal:3128")
+    ///     .build()?;
+    /// assert_eq!(fetcher.proxies(), ["http://user:***@proxy.internal:3128 (proxy setting)"]);
+    /// let direct = parfetch::Fetcher::builder().no_proxy().build()?;
+    /// assert!(direct.proxies().is_empty());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn proxies(&self) -> Vec<String> {
+        match &self.shared.settings.proxy {
+            ProxySetting::Off => Vec::new(),
+            ProxySetting::To(proxy) => match proxy.as_ref() {
+                Ok((_, url)) => vec![format!("{} (proxy setting)", crate::redact::url(url))],
+                Err(_) => Vec::new(),
+            },
+            ProxySetting::FromEnvironment => PROXY_VARIABLES
+                .iter()
+                .filter_map(|name| {
+                    let value = std::env::var(name).ok().filter(|value| !value.is_empty())?;
+                    Some(format!("{} ({name})", crate::redact::url(&value)))
+                })
+                .collect(),
+        }
     }
 
     /// The worker threads, started on first use unless `build` started them.
@@ -906,7 +971,8 @@ impl FetcherBuilder {
     }
 
     /// Restricts requests, redirects included, to these hosts (names or IP addresses, without
-    /// port). Entries and URLs are compared the way URLs are normalised: case-insensitively,
+    /// port). It checks where requests are meant to go, not the way they take: a proxy from the
+    /// environment still sees them (see [`no_proxy`](Self::no_proxy)). Entries and URLs are compared the way URLs are normalised: case-insensitively,
     /// names in their IDNA (punycode) form and without a trailing dot, IPv4 addresses in any
     /// form a URL accepts, IPv4-mapped IPv6 addresses as their IPv4 address. An entry that is no
     /// host at all is refused by [`build`](Self::build). A request to another host fails with
@@ -960,6 +1026,30 @@ impl FetcherBuilder {
     /// ```
     pub fn per_host_rate(mut self, requests_per_second: f64) -> Self {
         self.settings.per_host_rate = Some(requests_per_second);
+        self
+    }
+
+    /// Sends every request through the proxy at `url` (`http://` or `https://`, credentials in
+    /// it allowed), instead of the ones the environment names. An invalid URL is refused by
+    /// [`build`](Self::build).
+    ///
+    /// Without this setting, or [`no_proxy`](Self::no_proxy), requests go through the proxies
+    /// that the environment names, as curl and Python's requests do: `HTTP_PROXY` for `http`
+    /// URLs, `HTTPS_PROXY` for `https`, `ALL_PROXY` for both (lower-case names too), except for
+    /// the hosts listed in `NO_PROXY`. [`Fetcher::proxies`] tells which are in use.
+    pub fn proxy(mut self, url: impl AsRef<str>) -> Self {
+        let url = url.as_ref();
+        self.settings.proxy = ProxySetting::To(Box::new(
+            reqwest::Proxy::all(url)
+                .map(|proxy| (proxy, url.to_owned()))
+                .map_err(|_| url.to_owned()),
+        ));
+        self
+    }
+
+    /// Sends every request straight to its host, whatever proxies the environment names.
+    pub fn no_proxy(mut self) -> Self {
+        self.settings.proxy = ProxySetting::Off;
         self
     }
 
@@ -1125,6 +1215,15 @@ impl FetcherBuilder {
                     setting,
                     "0 s".into(),
                     "more than 0 s (Duration::MAX for no limit)",
+                );
+            }
+        }
+        if let ProxySetting::To(proxy) = &settings.proxy {
+            if let Err(url) = proxy.as_ref() {
+                return refuse(
+                    "proxy",
+                    format!("{:?}", crate::redact::url(url)),
+                    "an http:// or https:// URL",
                 );
             }
         }

@@ -420,3 +420,79 @@ fn records_and_messages_of_the_command_hold_no_credentials() {
         "{stdout}"
     );
 }
+
+/// Proxies from the environment are obeyed, as curl and requests do, and the summary says so;
+/// `--no-proxy` ignores them; `NO_PROXY` exempts its hosts.
+#[test]
+fn environment_proxies_are_obeyed_visibly_and_can_be_turned_off() {
+    let target = TestServer::start();
+    let proxy_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&proxy_seen);
+    let proxy = support::RawServer::start(move |mut stream| {
+        support::read_head(&mut stream);
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        support::write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\nvia proxy",
+        );
+    });
+    let run = |args: &[&str], no_proxy: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parfetch"));
+        command
+            .args(args)
+            .env("HTTP_PROXY", proxy.url(""))
+            .env_remove("http_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(hosts) = no_proxy {
+            command.env("NO_PROXY", hosts);
+        }
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", target.url("/a")).as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let through = run(&[], None);
+    assert_eq!(proxy_seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(target.stats().requests(), 0);
+    assert!(
+        stderr(&through).contains("through proxies: http://127.0.0.1:"),
+        "{}",
+        stderr(&through)
+    );
+    assert!(
+        stderr(&through).contains("(HTTP_PROXY)"),
+        "{}",
+        stderr(&through)
+    );
+
+    let direct = run(&["--no-proxy"], None);
+    assert_eq!(target.stats().requests(), 1);
+    assert!(
+        !stderr(&direct).contains("through proxies"),
+        "{}",
+        stderr(&direct)
+    );
+
+    run(&[], Some("127.0.0.1"));
+    assert_eq!(target.stats().requests(), 2, "NO_PROXY exempts its hosts");
+    assert_eq!(proxy_seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let custom = run(&["--proxy", &proxy.url("")], None);
+    assert!(
+        stderr(&custom).contains("(proxy setting)"),
+        "{}",
+        stderr(&custom)
+    );
+    assert_eq!(proxy_seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

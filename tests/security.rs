@@ -245,3 +245,55 @@ fn credentials_are_redacted_wherever_they_would_show() {
     assert!(shown[7].contains("<redacted>"), "{}", shown[7]);
     assert!(shown[7].contains("\"x-batch\":\"7\""), "{}", shown[7]);
 }
+
+/// A stand-in proxy: answers every request itself and keeps the request lines it saw.
+fn proxy_server() -> (
+    support::RawServer,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = std::sync::Arc::clone(&seen);
+    let server = support::RawServer::start(move |mut stream| {
+        let head = support::read_head(&mut stream);
+        let line = String::from_utf8_lossy(&head)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        recorded.lock().unwrap().push(line);
+        support::write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\nvia proxy",
+        );
+    });
+    (server, seen)
+}
+
+#[test]
+fn a_proxy_set_on_the_builder_carries_every_request_and_shows() {
+    let target = TestServer::start();
+    let (proxy, seen) = proxy_server();
+    let proxy_url = proxy.url("").replace("http://", "http://user:pa55@");
+    let fetcher = Fetcher::builder().proxy(&proxy_url).build().unwrap();
+
+    let response = fetcher.execute(target.url("/echo")).unwrap();
+
+    assert_eq!(response.text(), "via proxy");
+    assert_eq!(target.stats().requests(), 0);
+    assert_eq!(
+        seen.lock().unwrap()[0],
+        format!("GET {} HTTP/1.1", target.url("/echo"))
+    );
+    let shown = fetcher.proxies();
+    assert_eq!(shown.len(), 1);
+    assert!(
+        shown[0].contains("user:***@") && !shown[0].contains("pa55"),
+        "{shown:?}"
+    );
+
+    let error = Fetcher::builder().proxy("not a url").build().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "proxy must be an http:// or https:// URL, not \"not a url\""
+    );
+}

@@ -76,6 +76,15 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = Fetcher::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: u64,
 
+    /// Send every request through this proxy (http:// or https://) instead of the ones the
+    /// environment names (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY; NO_PROXY is honoured).
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    proxy: Option<String>,
+
+    /// Send every request straight to its host, whatever proxies the environment names.
+    #[arg(long)]
+    no_proxy: bool,
+
     /// Longest input line, in bytes; a longer one is a malformed line, read without being held.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_line_bytes: usize,
@@ -151,6 +160,12 @@ fn run(args: &Args) -> Result<Summary, String> {
         .progress_bar(bar.clone());
     if let Some(threads) = args.threads {
         builder = builder.num_processes(threads);
+    }
+    if let Some(proxy) = &args.proxy {
+        builder = builder.proxy(proxy);
+    }
+    if args.no_proxy {
+        builder = builder.no_proxy();
     }
     if args.retries > 0 {
         builder = builder.retry(RetryPolicy::new(args.retries + 1));
@@ -263,6 +278,7 @@ fn run(args: &Args) -> Result<Summary, String> {
     bar.finish_and_clear();
     summary.malformed = malformed.into_inner();
     summary.wall = started.elapsed();
+    summary.proxies = fetcher.proxies();
     Ok(summary)
 }
 
@@ -283,6 +299,7 @@ fn usage_of(error: &parfetch::BuildError) -> String {
         "per_host_rate" => "--rate",
         "timeout" => "--timeout",
         "connect_timeout" => "--connect-timeout",
+        "proxy" => "--proxy",
         other => other,
     };
     format!("{option} must be {allowed}, not {value}")
@@ -436,6 +453,8 @@ struct Summary {
     malformed: u64,
     latency_us: Histogram<u64>,
     wall: Duration,
+    /// The proxies requests may have gone through.
+    proxies: Vec<String>,
 }
 
 impl Summary {
@@ -446,6 +465,7 @@ impl Summary {
             malformed: 0,
             latency_us: Histogram::new(3).expect("3 significant figures is valid"),
             wall: Duration::ZERO,
+            proxies: Vec::new(),
         }
     }
 
@@ -478,6 +498,9 @@ impl Summary {
             total as f64 / seconds,
             self.malformed
         );
+        if !self.proxies.is_empty() {
+            eprintln!("  through proxies: {}", self.proxies.join(", "));
+        }
         if !self.statuses.is_empty() {
             let statuses: Vec<String> = self
                 .statuses
