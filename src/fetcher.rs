@@ -1218,6 +1218,13 @@ impl FetcherBuilder {
                 );
             }
         }
+        if settings
+            .retry
+            .as_ref()
+            .is_some_and(|retry| retry.max_attempts() == 0)
+        {
+            return refuse("retry", "RetryPolicy::new(0)".into(), "at least 1 attempt");
+        }
         if let ProxySetting::To(proxy) = &settings.proxy {
             if let Err(url) = proxy.as_ref() {
                 return refuse(

@@ -49,10 +49,11 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// At most `max_attempts` attempts in all (1 means no retry), with the defaults: backoff from
-    /// 100 ms doubling up to 10 s, retry on `429`, `502`, `503`, `504`.
+    /// 100 ms doubling up to 10 s, retry on `429`, `502`, `503`, `504`. `0` is refused by
+    /// [`FetcherBuilder::build`](crate::FetcherBuilder::build).
     pub fn new(max_attempts: u32) -> Self {
         Self {
-            max_attempts: max_attempts.max(1),
+            max_attempts,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             statuses: [429, 502, 503, 504]
@@ -108,6 +109,11 @@ impl RetryPolicy {
     {
         self.predicate = Some(Arc::new(predicate));
         self
+    }
+
+    /// The most attempts in all.
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts
     }
 
     /// How long to wait before attempt `attempts + 1`, or `None` to hand `outcome` back.
@@ -226,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_attempts_counts_as_one() {
-        assert_eq!(RetryPolicy::new(0).max_attempts, 1);
+    fn zero_attempts_are_kept_for_build_to_refuse() {
+        assert_eq!(RetryPolicy::new(0).max_attempts(), 0);
     }
 }

@@ -199,6 +199,7 @@ fn usage_errors_exit_two() {
         &["--rate", "NaN"],
         &["--rate", "0"],
         &["--max-per-host", "0"],
+        &["--retries", "99999999999"],
     ] {
         let output = parfetch(args, "");
         assert_eq!(

@@ -323,6 +323,10 @@ fn every_out_of_range_setting_is_a_build_error_naming_it() {
             Fetcher::builder().per_host_rate(1e-19),
             "per_host_rate must be",
         ),
+        (
+            Fetcher::builder().retry(parfetch::RetryPolicy::new(0)),
+            "retry must be at least 1 attempt, not RetryPolicy::new(0)",
+        ),
     ];
     for (builder, message) in cases {
         let error = builder.build().unwrap_err();

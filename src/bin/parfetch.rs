@@ -168,7 +168,7 @@ fn run(args: &Args) -> Result<Summary, String> {
         builder = builder.no_proxy();
     }
     if args.retries > 0 {
-        builder = builder.retry(RetryPolicy::new(args.retries + 1));
+        builder = builder.retry(RetryPolicy::new(args.retries.saturating_add(1)));
     }
     if let Some(n) = args.max_per_host {
         builder = builder.max_per_host(n);
