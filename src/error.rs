@@ -26,12 +26,12 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum FetchError {
     /// The URL could not be parsed, or has no host.
-    #[error("invalid URL {url:?}: {source}")]
+    #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {
         /// The URL as given.
         url: String,
         /// What the parser objected to.
-        source: url::ParseError,
+        reason: url::ParseError,
     },
 
     /// The URL parsed, but its scheme is neither `http` nor `https`.
@@ -89,9 +89,10 @@ pub enum FetchError {
         url: String,
         /// The innermost cause, in words.
         reason: String,
-        /// The client's error.
-        #[source]
-        source: reqwest::Error,
+        /// The client's error, for what it tells beyond `reason`. Not returned by
+        /// [`source`](std::error::Error::source): the message says its cause already, and
+        /// reporters that print the chain would say it twice.
+        client: reqwest::Error,
     },
 
     /// The request did not complete, body included, within its timeout.
@@ -110,9 +111,10 @@ pub enum FetchError {
         url: String,
         /// The innermost cause, in words.
         reason: String,
-        /// The client's error.
-        #[source]
-        source: reqwest::Error,
+        /// The client's error, for what it tells beyond `reason`. Not returned by
+        /// [`source`](std::error::Error::source): the message says its cause already, and
+        /// reporters that print the chain would say it twice.
+        client: reqwest::Error,
     },
 
     /// The exchange failed after connecting: the server closed or reset the connection, or sent
@@ -123,9 +125,10 @@ pub enum FetchError {
         url: String,
         /// The innermost cause, in words.
         reason: String,
-        /// The client's error.
-        #[source]
-        source: reqwest::Error,
+        /// The client's error, for what it tells beyond `reason`. Not returned by
+        /// [`source`](std::error::Error::source): the message says its cause already, and
+        /// reporters that print the chain would say it twice.
+        client: reqwest::Error,
     },
 
     /// The response head arrived but reading its body failed (connection reset, body shorter
@@ -136,9 +139,10 @@ pub enum FetchError {
         url: String,
         /// The innermost cause, in words.
         reason: String,
-        /// The client's error.
-        #[source]
-        source: reqwest::Error,
+        /// The client's error, for what it tells beyond `reason`. Not returned by
+        /// [`source`](std::error::Error::source): the message says its cause already, and
+        /// reporters that print the chain would say it twice.
+        client: reqwest::Error,
     },
 
     /// The response body is larger than the fetcher's
@@ -250,10 +254,10 @@ impl FetchError {
     /// `true` if the connection timed out with the request's bytes never acknowledged by the
     /// server (the TCP user timeout): the server never got the request.
     pub(crate) fn was_never_acknowledged(&self) -> bool {
-        let Self::Transport { source, .. } = self else {
+        let Self::Transport { client, .. } = self else {
             return false;
         };
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(client);
         while let Some(error) = cause {
             if let Some(io) = error.downcast_ref::<std::io::Error>() {
                 return io.kind() == std::io::ErrorKind::TimedOut;
@@ -273,25 +277,25 @@ impl FetchError {
             Self::Connect {
                 url,
                 reason,
-                source: error,
+                client: error,
             }
         } else if error.is_redirect() {
             Self::Redirect {
                 url,
                 reason,
-                source: error,
+                client: error,
             }
         } else if error.is_body() || error.is_decode() {
             Self::Body {
                 url,
                 reason,
-                source: error,
+                client: error,
             }
         } else {
             Self::Transport {
                 url,
                 reason,
-                source: error,
+                client: error,
             }
         }
     }
@@ -327,18 +331,18 @@ pub enum BuildError {
     },
 
     /// A [`Pool`](crate::Pool) could not start the thread that feeds its workers.
-    #[error("could not start the pool's feeding thread: {source}")]
+    #[error("could not start the pool's feeding thread: {error}")]
     Thread {
         /// The operating system's error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// The dedicated rayon pool could not start its threads.
-    #[error("could not start a pool of {num_processes} threads: {source}")]
+    #[error("could not start a pool of {num_processes} threads: {error}")]
     ThreadPool {
         /// The number of threads asked for.
         num_processes: usize,
         /// Rayon's error.
-        source: rayon::ThreadPoolBuildError,
+        error: rayon::ThreadPoolBuildError,
     },
 }

@@ -783,9 +783,9 @@ fn start_pool(threads: usize) -> Result<rayon::ThreadPool, BuildError> {
         .num_threads(threads)
         .thread_name(|index| format!("parfetch-{index}"))
         .build()
-        .map_err(|source| BuildError::ThreadPool {
+        .map_err(|error| BuildError::ThreadPool {
             num_processes: threads,
-            source,
+            error,
         })
 }
 

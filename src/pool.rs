@@ -574,7 +574,7 @@ impl PoolBuilder {
                     let fetcher = fetcher.clone();
                     move || drive(jobs, fetcher, outcomes)
                 })
-                .map_err(|source| BuildError::Thread { source })?
+                .map_err(|error| BuildError::Thread { error })?
         };
         Ok(Pool {
             queue: JobQueue {

@@ -426,9 +426,9 @@ impl Request {
     pub(crate) fn checked_url(&self) -> Result<&Url, FetchError> {
         let spec = &*self.spec;
         let url_as_given = || self.url_for_messages().into_owned();
-        let url = spec.target.url().map_err(|source| FetchError::InvalidUrl {
+        let url = spec.target.url().map_err(|reason| FetchError::InvalidUrl {
             url: url_as_given(),
-            source,
+            reason,
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::UnsupportedScheme {
@@ -439,7 +439,7 @@ impl Request {
         if url.host().is_none() {
             return Err(FetchError::InvalidUrl {
                 url: url_as_given(),
-                source: url::ParseError::EmptyHost,
+                reason: url::ParseError::EmptyHost,
             });
         }
         match &self.more().defect {

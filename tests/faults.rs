@@ -462,3 +462,24 @@ fn a_panicking_redirect_policy_in_execute_is_an_exception_not_a_panic() {
     assert_eq!(fetcher.progress(), (1, 1));
     assert!(fetcher.execute(server.url("/n")).is_ok());
 }
+
+/// Each error says its cause once: in its message, not again through `source()`, so a
+/// reporter that prints the chain (`anyhow`'s `{:#}`) does not repeat it.
+#[test]
+fn an_errors_cause_is_told_once() {
+    let fetcher = Fetcher::new();
+    for url in [refused_url(), "not a url".to_owned()] {
+        let exception = fetcher.execute(url.as_str()).unwrap_err();
+        let mut chain = exception.to_string();
+        let mut source = std::error::Error::source(&exception);
+        while let Some(error) = source {
+            chain.push_str(&format!(": {error}"));
+            source = error.source();
+        }
+        assert_eq!(chain, exception.to_string(), "{chain}");
+        assert!(
+            chain.contains("refused") || chain.contains("relative URL without a base"),
+            "{chain}"
+        );
+    }
+}
