@@ -108,20 +108,16 @@ impl<S: Sink> Inlet<'_, S> {
 }
 
 /// Runs one call: `feed` pushes the input on the calling thread while the fetcher's workers
-/// fetch it into `sink`. Returns when every job pushed has been handed to the sink (or the call
+/// (`pool`, from `Fetcher::workers_for_call`) fetch it into `sink`. Returns when every job pushed has been handed to the sink (or the call
 /// stopped) and every worker has closed its part.
 ///
 /// # Panics
 /// Re-raises a panic of `feed` or of the sink's user code, after the workers have stopped.
-pub(crate) fn run<S, F>(fetcher: &Fetcher, sink: &S, feed: F)
+pub(crate) fn run<S, F>(fetcher: &Fetcher, pool: &rayon::ThreadPool, sink: &S, feed: F)
 where
     S: Sink,
     F: FnOnce(&Inlet<'_, S>),
 {
-    let pool = match fetcher.workers() {
-        Ok(pool) => pool,
-        Err(reason) => return run_without_workers(fetcher, sink, feed, reason),
-    };
     let capacity = fetcher.concurrency();
     let (sender, receiver) = async_channel::bounded(capacity);
     let stopped = AtomicBool::new(false);
@@ -148,33 +144,6 @@ impl Drop for CloseOnDrop<'_> {
     fn drop(&mut self) {
         self.0.close();
     }
-}
-
-/// When the fetcher's threads could not be started: every item fails with that reason, on the
-/// calling thread, and still reaches the sink.
-fn run_without_workers<S, F>(fetcher: &Fetcher, sink: &S, feed: F, reason: &str)
-where
-    S: Sink,
-    F: FnOnce(&Inlet<'_, S>),
-{
-    let (sender, receiver) = async_channel::unbounded();
-    let stopped = AtomicBool::new(false);
-    let inlet = Inlet {
-        jobs: sender,
-        arrivals: AtomicUsize::new(0),
-        stopped: &stopped,
-        sink,
-    };
-    feed(&inlet);
-    drop(inlet);
-    let mut local = sink.open(0);
-    while let Ok(Job { index, request }) = receiver.try_recv() {
-        let error = fetcher.unsent_error(&request, reason);
-        if !sink.accept(&mut local, index, fetcher.unsent(request, error)) {
-            break;
-        }
-    }
-    sink.close(0, local);
 }
 
 /// Stops the call if a worker unwinds (a user adaptor panicked), so that the feed is not left
@@ -231,7 +200,7 @@ fn work<S: Sink>(
                 let error = fetcher
                     .check(&request)
                     .err()
-                    .unwrap_or_else(|| fetcher.unsent_error(&request, reason));
+                    .unwrap_or_else(|| crate::fetcher::session_error(&request, reason));
                 if !sink.accept(&mut local, index, fetcher.unsent(request, error)) {
                     guard.stop();
                     break;
@@ -669,6 +638,15 @@ impl<C: Consumer<FetchResult>> Ordered<C> {
     }
 }
 
+/// `true` if `at` (an outcome, or a block of them) must wait: it is `width` or more past the
+/// oldest one still awaited (`front`), or the bodies waiting already exceed
+/// [`Fetcher::REORDER_WINDOW_BYTES`]. `front` itself is always let through, so that the window
+/// can move on.
+fn past_window(at: usize, front: usize, width: usize, waiting_bytes: usize) -> bool {
+    at >= front.saturating_add(width)
+        || (at > front && waiting_bytes > Fetcher::REORDER_WINDOW_BYTES)
+}
+
 pub(crate) fn body_len(outcome: &FetchResult) -> usize {
     outcome
         .as_ref()
@@ -766,9 +744,7 @@ impl<C: Consumer<FetchResult>> Sink for Ordered<C> {
     fn admit(&self, index: usize, stopped: &AtomicBool) -> bool {
         let block = index / self.block_len;
         let mut state = lock(&self.state);
-        // The oldest block is always let through, so that the window can move on.
-        while (block >= state.first + self.max_open
-            || (block > state.first && state.waiting_bytes > Fetcher::REORDER_WINDOW_BYTES))
+        while past_window(block, state.first, self.max_open, state.waiting_bytes)
             && !state.stopped
             && !stopped.load(Ordering::Relaxed)
         {
@@ -847,9 +823,7 @@ impl Sink for ToThread {
             return true;
         };
         let mut taken = lock(&window.taken);
-        // The next outcome the consumer waits for is always let through.
-        while (index >= taken.0 + width
-            || (index > taken.0 && taken.1 > Fetcher::REORDER_WINDOW_BYTES))
+        while past_window(index, taken.0, *width, taken.1)
             && !stopped.load(Ordering::Relaxed)
             && !window.closed.load(Ordering::Relaxed)
         {

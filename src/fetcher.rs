@@ -358,11 +358,6 @@ impl Fetcher {
         self.finish(Err(ThreadException::new(request, error, 0)))
     }
 
-    /// The error of `request` when there is no session to send it with.
-    pub(crate) fn unsent_error(&self, request: &Request, reason: &str) -> FetchError {
-        session_error(request, reason)
-    }
-
     /// Checks and sends `request` on this worker's session, which the engine built before it
     /// spawned the request as a task of the session's runtime.
     pub(crate) async fn fetch_here(&self, request: Request) -> FetchResult {
@@ -664,20 +659,20 @@ impl Fetcher {
         F: FnMut(FetchResult) -> std::ops::ControlFlow<()>,
     {
         let requests = requests.into_iter();
-        if self.sends_from_caller() {
+        let Some(pool) = self.workers_for_call() else {
             for request in requests {
                 if each(self.execute(request)).is_break() {
                     break;
                 }
             }
             return;
-        }
+        };
         let window = in_order.then(|| (Arc::new(Window::default()), self.reorder_window()));
         let (sender, outcomes) = std::sync::mpsc::sync_channel(self.concurrency());
         let sink = ToThread::new(sender, window.clone());
         std::thread::scope(|scope| {
             let feeding = scope.spawn(move || {
-                engine::run(self, &sink, |inlet| {
+                engine::run(self, pool, &sink, |inlet| {
                     for request in requests {
                         if !inlet.push(None, request.into()) {
                             break;
@@ -687,7 +682,7 @@ impl Fetcher {
             });
             let _streaming = Streaming::new(self);
             // If `each` panics, the feed must not wait for a window that no longer moves.
-            let _release = window
+            let release = window
                 .as_ref()
                 .map(|(window, _)| CloseWindow(Arc::clone(window)));
             match &window {
@@ -719,7 +714,7 @@ impl Fetcher {
             }
             // The workers' next hand-over fails, and the call stops.
             drop(outcomes);
-            drop(_release);
+            drop(release);
             if let Err(panic) = feeding.join() {
                 std::panic::resume_unwind(panic);
             }
@@ -764,11 +759,14 @@ impl Fetcher {
             .is_some_and(|pool| pool.current_thread_index().is_some())
     }
 
-    /// `true` if a call must send its requests from the calling thread, one at a time, rather
-    /// than through the workers: inside one of this fetcher's own calls (see
+    /// The worker threads a call sends through, or `None` if it must send from the calling
+    /// thread, one at a time: inside one of this fetcher's own calls (see
     /// `is_inside_own_call`), or when its worker threads could not be started.
-    pub(crate) fn sends_from_caller(&self) -> bool {
-        self.is_inside_own_call() || self.workers().is_err()
+    pub(crate) fn workers_for_call(&self) -> Option<&rayon::ThreadPool> {
+        if self.is_inside_own_call() {
+            return None;
+        }
+        self.workers().ok()
     }
 
     /// Tells this fetcher apart from others while it lives.
@@ -1261,7 +1259,7 @@ impl FetcherBuilder {
 }
 
 /// The error of a request that this thread has no session to send with.
-fn session_error(request: &Request, reason: &str) -> FetchError {
+pub(crate) fn session_error(request: &Request, reason: &str) -> FetchError {
     FetchError::Session {
         url: request.url_for_messages().into_owned(),
         reason: reason.to_owned(),

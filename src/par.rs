@@ -109,12 +109,12 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
             Ok(response) => Either::Left(response),
             Err(exception) => Either::Right(exception),
         };
-        if fetcher.sends_from_caller() {
+        let Some(pool) = fetcher.workers_for_call() else {
             return self.map(|item| fetcher.execute(item)).partition_map(split);
-        }
+        };
         let offset = self.opt_len().map(|_| 0);
         let sink = KeepAll::new();
-        engine::run(fetcher, &sink, |inlet| {
+        engine::run(fetcher, pool, &sink, |inlet| {
             self.drive_unindexed(Feed { inlet, offset });
         });
         let mut responses = Vec::new();
@@ -151,16 +151,16 @@ where
         C: UnindexedConsumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.sends_from_caller() {
+        let Some(pool) = fetcher.workers_for_call() else {
             return base
                 .map(|item| fetcher.execute(item))
                 .drive_unindexed(consumer);
-        }
+        };
         // Rayon's convention: an input that knows its length is indexed, and its consumer
         // (a collect into a vector, say) may only be split by position. Keep its order.
         if let Some(len) = base.opt_len() {
             let (sink, reducers) = Ordered::new(consumer, len, fetcher.reorder_window());
-            engine::run(&fetcher, &sink, |inlet| {
+            engine::run(&fetcher, pool, &sink, |inlet| {
                 base.drive_unindexed(Feed {
                     inlet,
                     offset: Some(0),
@@ -169,7 +169,7 @@ where
             return sink.into_result(reducers);
         }
         let (sink, reducers) = Unordered::new(consumer, fetcher.threads());
-        engine::run(&fetcher, &sink, |inlet| {
+        engine::run(&fetcher, pool, &sink, |inlet| {
             base.drive_unindexed(Feed {
                 inlet,
                 offset: None,
@@ -196,11 +196,11 @@ where
         C: Consumer<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.sends_from_caller() {
+        let Some(pool) = fetcher.workers_for_call() else {
             return base.map(|item| fetcher.execute(item)).drive(consumer);
-        }
+        };
         let (sink, reducers) = Ordered::new(consumer, base.len(), fetcher.reorder_window());
-        engine::run(&fetcher, &sink, |inlet| {
+        engine::run(&fetcher, pool, &sink, |inlet| {
             base.drive(Feed {
                 inlet,
                 offset: Some(0),
@@ -214,7 +214,7 @@ where
         CB: ProducerCallback<Self::Item>,
     {
         let Fetch { base, fetcher } = self;
-        if fetcher.sends_from_caller() {
+        if fetcher.workers_for_call().is_none() {
             return base
                 .map(|item| fetcher.execute(item))
                 .with_producer(callback);
