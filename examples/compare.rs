@@ -55,11 +55,16 @@ struct Workload {
     server_delay: Option<Duration>,
     /// One request in this many goes to `/delay/1000` instead (its body: `delayed`).
     straggler_every: Option<usize>,
+    /// Requests go to this many hosts in turn (127.0.1.1, 127.0.1.2, ...).
+    hosts: usize,
 }
+
+/// The most hosts a workload spreads over: the server listens on all of them.
+const MOST_HOSTS: usize = 1_000;
 
 const STRAGGLER_BODY: usize = "delayed".len();
 
-const WORKLOADS: [Workload; 5] = [
+const WORKLOADS: [Workload; 6] = [
     Workload {
         name: "S1",
         what: "10,000 GETs of 100-byte bodies, C=64",
@@ -69,6 +74,7 @@ const WORKLOADS: [Workload; 5] = [
         body_bytes: 100,
         server_delay: None,
         straggler_every: None,
+        hosts: 1,
     },
     Workload {
         name: "S2-64",
@@ -79,6 +85,7 @@ const WORKLOADS: [Workload; 5] = [
         body_bytes: 7,
         server_delay: Some(Duration::from_millis(20)),
         straggler_every: None,
+        hosts: 1,
     },
     Workload {
         name: "S2-256",
@@ -89,6 +96,7 @@ const WORKLOADS: [Workload; 5] = [
         body_bytes: 7,
         server_delay: Some(Duration::from_millis(20)),
         straggler_every: None,
+        hosts: 1,
     },
     Workload {
         name: "S3",
@@ -99,6 +107,7 @@ const WORKLOADS: [Workload; 5] = [
         body_bytes: 1 << 20,
         server_delay: None,
         straggler_every: None,
+        hosts: 1,
     },
     Workload {
         name: "S4",
@@ -109,6 +118,18 @@ const WORKLOADS: [Workload; 5] = [
         body_bytes: 100,
         server_delay: None,
         straggler_every: Some(500),
+        hosts: 1,
+    },
+    Workload {
+        name: "S6",
+        what: "20,000 GETs of 100-byte bodies over 1,000 hosts (interleaved), C=64",
+        path: "/bytes/100",
+        requests: 20_000,
+        concurrency: 64,
+        body_bytes: 100,
+        server_delay: None,
+        straggler_every: None,
+        hosts: MOST_HOSTS,
     },
 ];
 
@@ -130,10 +151,20 @@ const CONTENDERS: [&str; 8] = [
 
 impl Workload {
     fn urls(&self, base: &str) -> Vec<String> {
+        let port = base.rsplit(':').next().expect("base has a port");
+        let hosts: Vec<String> = support::loopback_hosts(self.hosts)
+            .iter()
+            .map(|ip| format!("http://{ip}:{port}"))
+            .collect();
         (0..self.requests)
-            .map(|i| match self.straggler_every {
-                Some(every) if i % every == every / 2 => format!("{base}/delay/1000?i={i}"),
-                _ => format!("{base}{}?i={i}", self.path),
+            .map(|i| {
+                let base = &hosts[i % hosts.len()];
+                match self.straggler_every {
+                    Some(every) if i % every == every / 2 => {
+                        format!("{base}/delay/1000?i={i}")
+                    }
+                    _ => format!("{base}{}?i={i}", self.path),
+                }
             })
             .collect()
     }
@@ -162,7 +193,11 @@ fn main() {
 
 /// Runs the server until standard input closes (the parent ends), at most an hour.
 fn serve() {
-    let server = support::TestServer::start();
+    // The counters are read on 127.0.0.1, which no workload uses.
+    let hosts: Vec<_> = std::iter::once(std::net::Ipv4Addr::LOCALHOST)
+        .chain(support::loopback_hosts(MOST_HOSTS))
+        .collect();
+    let server = support::TestServer::start_on(&hosts);
     println!("{}", server.base());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -426,6 +461,8 @@ struct Run {
     cpu: f64,
     peak_rss_kib: u64,
     server_counted: usize,
+    /// Connections the server accepted, the most to one host, the most open at once.
+    connections: [usize; 3],
 }
 
 fn compare(args: &[String]) {
@@ -509,8 +546,19 @@ fn server_count(base: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Connections since the last call: accepted, the most to one host, the most open at once.
+fn server_connections(base: &str) -> [usize; 3] {
+    let counts = parfetch::Fetcher::new()
+        .execute(format!("{base}/__connections"))
+        .map(|response| response.text().into_owned())
+        .unwrap_or_default();
+    let mut counts = counts.split(' ').map(|n| n.parse().unwrap_or(0));
+    [(); 3].map(|()| counts.next().unwrap_or(0))
+}
+
 fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
     let before = server_count(base);
+    server_connections(base);
     let output = if contender == "python-toolbelt" {
         Command::new("python3")
             .arg(concat!(
@@ -550,6 +598,7 @@ fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
         cpu: record["cpu_s"].as_f64().unwrap_or(f64::NAN),
         peak_rss_kib: record["peak_rss_kib"].as_u64().unwrap_or(0),
         server_counted: server_count(base) - before,
+        connections: server_connections(base),
     }
 }
 
@@ -570,7 +619,8 @@ fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
     if ideal.is_some() {
         header.push_str("| % of ideal ");
     }
-    header.push_str("| CPU s | CPU µs/req | peak RSS MiB | server saw / returned / ok |");
+    header.push_str("| CPU s | CPU µs/req | peak RSS MiB | server saw / returned / ok ");
+    header.push_str("| connections (most to a host) | most open |");
     println!("{header}");
     println!(
         "{}",
@@ -607,12 +657,17 @@ fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
             .iter()
             .min_by_key(|r| r.ok)
             .expect("at least one repetition");
+        let connections =
+            |which: usize| median(runs.iter().map(|r| r.connections[which] as f64).collect());
         row.push_str(&format!(
-            "| {cpu:.2} | {:.0} | {rss:.0} | {} / {} / {} |",
+            "| {cpu:.2} | {:.0} | {rss:.0} | {} / {} / {} | {:.0} ({:.0}) | {:.0} |",
             cpu * 1e6 / workload.requests as f64,
             worst.server_counted,
             worst.returned,
-            worst.ok
+            worst.ok,
+            connections(0),
+            connections(1),
+            connections(2),
         ));
         println!("{row}");
     }

@@ -6,11 +6,12 @@
 //!
 //! - **The feed** runs on the caller's side (the caller's thread, and its rayon pool when the
 //!   input is a parallel iterator). It turns input items into numbered [`Job`]s and pushes them
-//!   into a bounded channel, blocking while the channel is full. So the input is read only as
+//!   into the call's [`Schedule`], blocking while it is full. So the input is read only as
 //!   fast as slots free up, and an unindexed source (`par_bridge()` over a channel) starts
 //!   sending before it ends.
-//! - **The workers** are the threads of the fetcher's own pool, one session each. A worker
-//!   takes a job whenever the fetcher has a free *taken* permit, spawns it as a task on its
+//! - **The workers** are the threads of the fetcher's own pool, one session each. The schedule
+//!   queues each job at its host's home worker, where the host's connections are (see
+//!   [`crate::schedule`]). A worker takes a job whenever the fetcher has a free *taken* permit, spawns it as a task on its
 //!   session's runtime (so every request goes through `Fetcher::run`), and whenever tasks
 //!   complete it leaves the runtime to hand their outcomes to the sink. Nothing waits for a
 //!   batch: each completed request frees its own slot.
@@ -19,13 +20,14 @@
 //!   `Pool`'s queues, or the calling thread of [`Fetcher::for_each_completed`].
 //!
 //! The feed and the workers never share threads, which is what keeps them from deadlocking: a
-//! feed that blocks on a full channel waits for workers that are free to drain it.
+//! feed that blocks on a full schedule waits for workers that are free to drain it.
 //!
 //! # Bounds
 //!
 //! - In flight (sending or reading a body): at most `concurrency`, across the whole fetcher,
 //!   enforced in `Fetcher::run` for every entry point.
-//! - Taken from the input and not yet handed on: at most twice that. The extra half covers the
+//! - Queued for a worker, not sent yet: at most `max(2 × concurrency, 16 × workers)` requests.
+//! - Taken by workers and not yet handed on: at most twice `concurrency`. The extra half covers the
 //!   requests that wait for a host slot, a rate turn or a backoff (they hold no in-flight slot,
 //!   so requests to other hosts go on), and outcomes a worker has not handed on yet.
 //! - Ordered sinks add a reorder window: outcomes that completed ahead of an earlier one
@@ -42,14 +44,8 @@ use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::schedule::{Job, Schedule};
 use crate::{FetchResult, Fetcher, Request};
-
-/// One input item on its way to a worker, numbered: by its position for indexed inputs, by
-/// arrival otherwise.
-pub(crate) struct Job {
-    index: usize,
-    request: Request,
-}
 
 /// Where a call's outcomes go.
 pub(crate) trait Sink: Sync {
@@ -80,7 +76,7 @@ pub(crate) trait Sink: Sync {
 
 /// The feed's side of a call: numbers items and pushes them to the workers.
 pub(crate) struct Inlet<'a, S: Sink> {
-    jobs: async_channel::Sender<Job>,
+    schedule: &'a Schedule,
     arrivals: AtomicUsize,
     stopped: &'a AtomicBool,
     sink: &'a S,
@@ -93,7 +89,7 @@ impl<S: Sink> Inlet<'_, S> {
         let index = index.unwrap_or_else(|| self.arrivals.fetch_add(1, Ordering::Relaxed));
         !self.is_stopped()
             && self.sink.admit(index, self.stopped)
-            && self.jobs.send_blocking(Job { index, request }).is_ok()
+            && self.schedule.push(Job { index, request })
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -118,27 +114,26 @@ where
     S: Sink,
     F: FnOnce(&Inlet<'_, S>),
 {
-    let capacity = fetcher.concurrency();
-    let (sender, receiver) = async_channel::bounded(capacity);
+    let schedule = Schedule::new(pool.current_num_threads(), fetcher.concurrency());
     let stopped = AtomicBool::new(false);
     pool.in_place_scope(|scope| {
         scope.spawn_broadcast(|_, context| {
-            work(fetcher, &receiver, sink, context.index(), &stopped);
+            work(fetcher, &schedule, sink, context.index(), &stopped);
         });
         let inlet = Inlet {
-            jobs: sender,
+            schedule: &schedule,
             arrivals: AtomicUsize::new(0),
             stopped: &stopped,
             sink,
         };
         // Dropped before the scope waits for the workers, also when `feed` panics: the
-        // channel closes and the workers finish what is in it.
-        let _close_on_exit = CloseOnDrop(&inlet.jobs);
+        // schedule closes and the workers finish what is in it.
+        let _close_on_exit = CloseOnDrop(&schedule);
         feed(&inlet);
     });
 }
 
-struct CloseOnDrop<'a>(&'a async_channel::Sender<Job>);
+struct CloseOnDrop<'a>(&'a Schedule);
 
 impl Drop for CloseOnDrop<'_> {
     fn drop(&mut self) {
@@ -147,9 +142,9 @@ impl Drop for CloseOnDrop<'_> {
 }
 
 /// Stops the call if a worker unwinds (a user adaptor panicked), so that the feed is not left
-/// blocked on a channel nobody drains.
+/// blocked on a schedule nobody drains.
 struct StopOnUnwind<'a> {
-    jobs: &'a async_channel::Receiver<Job>,
+    schedule: &'a Schedule,
     stopped: &'a AtomicBool,
     wake: &'a dyn Fn(),
 }
@@ -157,7 +152,7 @@ struct StopOnUnwind<'a> {
 impl StopOnUnwind<'_> {
     fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
-        self.jobs.close();
+        self.schedule.abandon();
         (self.wake)();
     }
 }
@@ -173,20 +168,20 @@ impl Drop for StopOnUnwind<'_> {
 /// One worker's part of a call.
 fn work<S: Sink>(
     fetcher: &Fetcher,
-    jobs: &async_channel::Receiver<Job>,
+    schedule: &Schedule,
     sink: &S,
     worker: usize,
     stopped: &AtomicBool,
 ) {
     let wake = || sink.wake();
     let guard = StopOnUnwind {
-        jobs,
+        schedule,
         stopped,
         wake: &wake,
     };
     let mut local = sink.open(worker);
     // A worker that never gets a job builds no session (runtime, client, user hooks).
-    let Ok(first) = jobs.recv_blocking() else {
+    let Some(first) = schedule.take_blocking(worker) else {
         sink.close(worker, local);
         return;
     };
@@ -195,7 +190,7 @@ fn work<S: Sink>(
         Err(reason) => {
             let mut next = Some(first);
             while let Some(Job { index, request }) =
-                next.take().or_else(|| jobs.recv_blocking().ok())
+                next.take().or_else(|| schedule.take_blocking(worker))
             {
                 let error = fetcher
                     .check(&request)
@@ -237,7 +232,7 @@ fn work<S: Sink>(
             loop {
                 tokio::select! {
                     biased;
-                    next = take(jobs, &taken), if input_open
+                    next = take(schedule, worker, &taken), if input_open
                         && has_room(tasks.len())
                         && !stopped.load(Ordering::Relaxed) =>
                     {
@@ -291,11 +286,12 @@ impl Drop for Tasks<'_> {
 
 /// The next job, once this fetcher has a free slot for it; `None` when the input has ended.
 async fn take(
-    jobs: &async_channel::Receiver<Job>,
+    schedule: &Schedule,
+    worker: usize,
     taken: &Arc<Semaphore>,
 ) -> Option<(Job, OwnedSemaphorePermit)> {
     let permit = Arc::clone(taken).acquire_owned().await.ok()?;
-    let job = jobs.recv().await.ok()?;
+    let job = schedule.take(worker).await?;
     Some((job, permit))
 }
 

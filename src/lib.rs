@@ -123,6 +123,7 @@ mod pool;
 mod redact;
 mod request;
 mod retry;
+mod schedule;
 mod session;
 #[cfg(feature = "serde")]
 mod spec;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -29,6 +29,9 @@ pub struct Stats {
     closed: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    open: AtomicUsize,
+    most_open: AtomicUsize,
+    per_host: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     flaky_hits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
@@ -46,6 +49,32 @@ impl Stats {
     /// TCP connections that have ended.
     pub fn closed(&self) -> usize {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The most TCP connections that were open at the same moment.
+    pub fn most_open(&self) -> usize {
+        self.most_open.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted on address `ip` (see [`TestServer::start_on`]).
+    pub fn connections_to(&self, ip: Ipv4Addr) -> usize {
+        self.per_host
+            .lock()
+            .unwrap()
+            .get(&IpAddr::V4(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The most TCP connections accepted on any one address.
+    pub fn most_connections_to_one_host(&self) -> usize {
+        self.per_host
+            .lock()
+            .unwrap()
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// How many times `/flaky/{key}` was requested.
@@ -84,6 +113,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start() -> Self {
+        Self::start_on(&[Ipv4Addr::LOCALHOST])
+    }
+
+    /// A server listening on each of `ips` (loopback addresses such as 127.0.1.7, which all
+    /// reach this machine: many hosts, no DNS), on one port; [`base`](Self::base) names the
+    /// first.
+    pub fn start_on(ips: &[Ipv4Addr]) -> Self {
+        let ips = ips.to_vec();
         let stats = Arc::new(Stats::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
@@ -96,7 +133,7 @@ impl TestServer {
                     .enable_all()
                     .build()
                     .expect("server runtime");
-                runtime.block_on(serve(server_stats, addr_tx, shutdown_rx));
+                runtime.block_on(serve(server_stats, &ips, addr_tx, shutdown_rx));
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .expect("server thread");
@@ -119,6 +156,11 @@ impl TestServer {
         format!("{}{path}", self.base())
     }
 
+    /// The URL of `path` on address `ip`, one of those given to [`start_on`](Self::start_on).
+    pub fn url_on(&self, ip: Ipv4Addr, path: &str) -> String {
+        format!("http://{ip}:{}{path}", self.addr.port())
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -137,47 +179,106 @@ impl Drop for TestServer {
 
 async fn serve(
     stats: Arc<Stats>,
+    ips: &[Ipv4Addr],
     addr_tx: std::sync::mpsc::Sender<SocketAddr>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_reuseaddr(true).expect("reuseaddr");
-    socket
-        .bind("127.0.0.1:0".parse().expect("address"))
-        .expect("bind");
-    // The usual backlog of 128 drops connects when hundreds of workers start at once.
-    let listener = socket.listen(1024).expect("listen");
+    let listeners = listen_on(ips);
     addr_tx
-        .send(listener.local_addr().expect("local address"))
+        .send(listeners[0].local_addr().expect("local address"))
         .expect("report address");
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                stats.connections.fetch_add(1, Ordering::SeqCst);
-                let stats = Arc::clone(&stats);
-                tokio::spawn(async move {
-                    let service_stats = Arc::clone(&stats);
-                    let service = service_fn(move |request| handle(request, Arc::clone(&service_stats)));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                    stats.closed.fetch_add(1, Ordering::SeqCst);
-                });
-            }
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        accepting.spawn(accept(listener, Arc::clone(&stats)));
+    }
+    let _ = (&mut shutdown).await;
+}
+
+/// Listeners on every one of `ips`, on one port.
+fn listen_on(ips: &[Ipv4Addr]) -> Vec<tokio::net::TcpListener> {
+    let bind = |ip: Ipv4Addr, port: u16| {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.set_reuseaddr(true).ok()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(ip), port)).ok()?;
+        // The usual backlog of 128 drops connects when hundreds of workers start at once.
+        socket.listen(1024).ok()
+    };
+    for _attempt in 0..20 {
+        let first = bind(ips[0], 0).expect("bind");
+        let port = first.local_addr().expect("local address").port();
+        let rest: Option<Vec<_>> = ips[1..].iter().map(|ip| bind(*ip, port)).collect();
+        // Another process may hold that port on one of the other addresses: try another.
+        if let Some(rest) = rest {
+            return std::iter::once(first).chain(rest).collect();
         }
     }
+    panic!("no port free on all of {} addresses", ips.len());
+}
+
+async fn accept(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: let some close.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        stats.connections.fetch_add(1, Ordering::SeqCst);
+        let open = stats.open.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.most_open.fetch_max(open, Ordering::SeqCst);
+        if let Ok(local) = stream.local_addr() {
+            *stats
+                .per_host
+                .lock()
+                .unwrap()
+                .entry(local.ip())
+                .or_default() += 1;
+        }
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            let service_stats = Arc::clone(&stats);
+            let service = service_fn(move |request| handle(request, Arc::clone(&service_stats)));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            stats.open.fetch_sub(1, Ordering::SeqCst);
+            stats.closed.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// `count` loopback addresses, 127.0.1.1 onwards (at most 65,279).
+pub fn loopback_hosts(count: usize) -> Vec<Ipv4Addr> {
+    (0..count)
+        .map(|i| {
+            let n = u32::try_from(i).expect("host count") + (1 << 8) + 1;
+            Ipv4Addr::from(0x7f00_0000 | n)
+        })
+        .collect()
 }
 
 async fn handle(
     request: Request<Incoming>,
     stats: Arc<Stats>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() == "/__stats" {
-        // Not counted: lets another process read the counters between runs.
-        return Ok(reply(StatusCode::OK, stats.requests().to_string()));
+    // Not counted: let another process read the counters between runs.
+    match request.uri().path() {
+        "/__stats" => return Ok(reply(StatusCode::OK, stats.requests().to_string())),
+        "/__connections" => {
+            // Since the last call: connections accepted, the most on one address, the most
+            // open at once.
+            let hosts = std::mem::take(&mut *stats.per_host.lock().unwrap());
+            let most_open = stats
+                .most_open
+                .swap(stats.open.load(Ordering::SeqCst), Ordering::SeqCst);
+            let counts = format!(
+                "{} {} {most_open}",
+                hosts.values().sum::<usize>(),
+                hosts.values().max().unwrap_or(&0),
+            );
+            return Ok(reply(StatusCode::OK, counts));
+        }
+        _ => {}
     }
     stats.requests.fetch_add(1, Ordering::SeqCst);
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
