@@ -264,6 +264,21 @@ fn usage_errors_exit_two() {
 }
 
 #[test]
+fn help_lists_the_exit_statuses() {
+    let output = parfetch(&["--help"], "");
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for status in [
+        "\n  0  every line",
+        "\n  1  some requests",
+        "\n  2  usage",
+        "\n  3  fatal",
+    ] {
+        assert!(help.contains(status), "{status:?} in {help}");
+    }
+}
+
+#[test]
 fn absurd_concurrency_and_threads_are_refused_in_the_options_words() {
     let output = parfetch(&["-j", "100000"], "");
     assert_eq!(output.status.code(), Some(2));

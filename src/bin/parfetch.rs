@@ -16,6 +16,19 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use parfetch::{FetchResult, Fetcher, Method, Request, RetryPolicy};
 
+/// The exit statuses, as `--help` shows them (the table of [`Exit`]).
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  every line accounted for and every request answered (any HTTP status)
+  1  some requests failed or lines were malformed, each with its record
+     (0 with --allow-failures)
+  2  usage error, including an input that cannot be opened (all are opened
+     before anything is sent)
+  3  fatal error during the run: an input failing mid-read (what was read
+     before is still fetched and written) or the output failing; records may
+     be missing. A closed standard output (parfetch ... | head -1) stops the
+     sending at once, without a message.";
+
 /// Fetch many URLs in parallel and write one JSON line per result.
 ///
 /// Each input line is a URL, or a JSON request spec in the shape of Python requests'
@@ -28,17 +41,8 @@ use parfetch::{FetchResult, Fetcher, Method, Request, RetryPolicy};
 /// {"ok": false, "line": N, "error": {"kind": "malformed", "message": ...}, "text": ...} with
 /// its text cut short and credentials redacted.
 ///
-/// Exit status:
-///   0  every line accounted for and every request answered (any HTTP status);
-///   1  some requests failed or lines were malformed, each with its record (0 with
-///      --allow-failures);
-///   2  usage error, including an input that cannot be opened (all are opened before anything
-///      is sent);
-///   3  fatal error during the run: an input failing mid-read (what was read before is still
-///      fetched and written) or the output failing; records may be missing. A closed standard
-///      output (parfetch ... | head -1) stops the sending at once, without a message.
 #[derive(Debug, Parser)]
-#[command(name = "parfetch", version, about, long_about)]
+#[command(name = "parfetch", version, about, long_about, after_help = EXIT_STATUS)]
 struct Args {
     /// Files to read, one request per line; "-" or nothing reads standard input.
     inputs: Vec<PathBuf>,
