@@ -650,18 +650,71 @@ impl Fetcher {
         self.for_each_outcome(requests, true, continuing(each));
     }
 
-    /// Streams `requests` through the engine, handing each outcome to `each` on this thread
-    /// until it breaks: then the jobs not started are dropped and the call ends as soon as the
-    /// requests in flight are abandoned.
+    /// Like [`for_each_completed`](Self::for_each_completed), with each outcome's position in
+    /// the input (from 0), and a way to stop: when `each` returns
+    /// [`ControlFlow::Break`](std::ops::ControlFlow::Break), no further request is sent, the
+    /// input is not read further, and the call returns as soon as the requests in flight are
+    /// abandoned. A consumer whose output has gone (a closed pipe) stops the sending at once.
+    ///
+    /// ```
+    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// # let base = format!("http://{}", listener.local_addr().unwrap());
+    /// # std::thread::spawn(move || for mut stream in listener.incoming().flatten() {
+    /// #     use std::io::{Read, Write};
+    /// #     let mut head = [0u8; 4096];
+    /// #     let _ = stream.read(&mut head);
+    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    /// # });
+    /// use std::ops::ControlFlow;
+    ///
+    /// let urls = (0..1_000).map(|i| format!("{base}/{i}"));
+    /// let fetcher = parfetch::Fetcher::builder().concurrency(4).build()?;
+    /// let mut seen = Vec::new();
+    /// fetcher.try_for_each_completed(urls, |position, outcome| {
+    ///     assert!(outcome.is_ok());
+    ///     seen.push(position);
+    ///     if seen.len() == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// });
+    /// assert_eq!(seen.len(), 3);
+    /// assert!(seen.iter().all(|&position| position < 1_000));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    ///
+    /// # Panics
+    /// As [`for_each_completed`](Self::for_each_completed).
+    pub fn try_for_each_completed<I, F>(&self, requests: I, each: F)
+    where
+        I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
+        F: FnMut(usize, FetchResult) -> std::ops::ControlFlow<()>,
+    {
+        self.for_each_outcome(requests, false, each);
+    }
+
+    /// Like [`for_each_in_order`](Self::for_each_in_order), with each outcome's position in the
+    /// input and a way to stop, as [`try_for_each_completed`](Self::try_for_each_completed).
+    ///
+    /// # Panics
+    /// As [`for_each_completed`](Self::for_each_completed).
+    pub fn try_for_each_in_order<I, F>(&self, requests: I, each: F)
+    where
+        I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
+        F: FnMut(usize, FetchResult) -> std::ops::ControlFlow<()>,
+    {
+        self.for_each_outcome(requests, true, each);
+    }
+
+    /// Streams `requests` through the engine, handing each outcome and its position in the input
+    /// to `each` on this thread until it breaks: then the jobs not started are dropped and the
+    /// call ends as soon as the requests in flight are abandoned.
     pub(crate) fn for_each_outcome<I, F>(&self, requests: I, in_order: bool, mut each: F)
     where
         I: IntoIterator<IntoIter: Send, Item: Into<Request>>,
-        F: FnMut(FetchResult) -> std::ops::ControlFlow<()>,
+        F: FnMut(usize, FetchResult) -> std::ops::ControlFlow<()>,
     {
         let requests = requests.into_iter();
         let Some(pool) = self.workers_for_call() else {
-            for request in requests {
-                if each(self.execute(request)).is_break() {
+            for (position, request) in requests.enumerate() {
+                if each(position, self.execute(request)).is_break() {
                     break;
                 }
             }
@@ -687,8 +740,8 @@ impl Fetcher {
                 .map(|(window, _)| CloseWindow(Arc::clone(window)));
             match &window {
                 None => {
-                    for (_, outcome) in outcomes.iter() {
-                        if each(outcome).is_break() {
+                    for (position, outcome) in outcomes.iter() {
+                        if each(position, outcome).is_break() {
                             break;
                         }
                     }
@@ -703,7 +756,7 @@ impl Fetcher {
                         window.advance(next, waiting_bytes);
                         while let Some(outcome) = waiting.remove(&next) {
                             waiting_bytes -= engine::body_len(&outcome);
-                            if each(outcome).is_break() {
+                            if each(next, outcome).is_break() {
                                 break 'outcomes;
                             }
                             next += 1;
@@ -816,8 +869,8 @@ impl Drop for Streaming {
 /// `each`, never asking to stop.
 fn continuing(
     mut each: impl FnMut(FetchResult),
-) -> impl FnMut(FetchResult) -> std::ops::ControlFlow<()> {
-    move |outcome| {
+) -> impl FnMut(usize, FetchResult) -> std::ops::ControlFlow<()> {
+    move |_, outcome| {
         each(outcome);
         std::ops::ControlFlow::Continue(())
     }

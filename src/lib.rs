@@ -134,6 +134,7 @@ pub use fetcher::{Fetcher, FetcherBuilder, Progress};
 pub use outcome::{ThreadException, ThreadResponse};
 pub use par::{Fetch, FetchAll, FetchResult};
 pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
+pub use redact::redact_text;
 pub use request::Request;
 /// The reqwest version parfetch is built on, for session hooks (`reqwest::Certificate`, proxies,
 /// redirect policies...).

@@ -465,7 +465,7 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
             .into_iter()
             .take_while(|_| !cancelled.load(Ordering::SeqCst));
         // Once the pool is dropped, nobody takes results: the jobs queued are dropped.
-        fetcher.for_each_outcome(jobs, false, |outcome| {
+        fetcher.for_each_outcome(jobs, false, |_, outcome| {
             outcomes.record(outcome);
             if cancelled.load(Ordering::SeqCst) {
                 std::ops::ControlFlow::Break(())

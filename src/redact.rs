@@ -40,6 +40,11 @@ pub(crate) fn url(url: &str) -> Cow<'_, str> {
 /// `Cookie`, `Set-Cookie`, and names that say so (`X-Api-Key`, `X-Auth-Token`,
 /// `X-Client-Secret`, ...), or a value the client marked sensitive.
 pub(crate) fn is_secret(name: &HeaderName, value: &HeaderValue) -> bool {
+    value.is_sensitive() || is_secret_name(name.as_str())
+}
+
+/// `true` for a header or key name (lower case) that names a credential.
+fn is_secret_name(name: &str) -> bool {
     const EXACT: [&str; 4] = [
         "authorization",
         "proxy-authorization",
@@ -49,8 +54,147 @@ pub(crate) fn is_secret(name: &HeaderName, value: &HeaderValue) -> bool {
     const PARTS: [&str; 6] = [
         "api-key", "apikey", "token", "secret", "password", "session",
     ];
-    let name = name.as_str();
-    value.is_sensitive() || EXACT.contains(&name) || PARTS.iter().any(|part| name.contains(part))
+    EXACT.contains(&name) || PARTS.iter().any(|part| name.contains(part))
+}
+
+/// Free text (an input line that could not be read as a request, JSON or not) with the
+/// credentials it may hold redacted, for messages and records: URL passwords become `***`; the
+/// values of JSON keys that name credentials (`"Authorization"`, `"Cookie"`, `"X-Api-Key"`,
+/// names with `token`, `secret`, `password` or `session`, the spec's `"auth"`) and the tokens
+/// after `Bearer ` or `Basic ` become `<redacted>`. A value cut short (an unterminated string)
+/// is redacted to the end of the text.
+///
+/// ```
+/// let line = r#"{"url": "http://bob:pw@api.example/", "headers": {"X-Api-Key": "k3y"}, "verify": 0}"#;
+/// assert_eq!(
+///     parfetch::redact_text(line),
+///     r#"{"url": "http://bob:***@api.example/", "headers": {"X-Api-Key": "<redacted>"}, "verify": 0}"#,
+/// );
+/// ```
+pub fn redact_text(text: &str) -> String {
+    let text = url_passwords(text);
+    let text = secret_values(&text);
+    schemes_tokens(&text)
+}
+
+fn url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(found) = rest.find("://") {
+        let authority_start = found + 3;
+        let authority_len = rest[authority_start..]
+            .find(|c: char| "/?#\"' \t,{}[]<>\\".contains(c))
+            .unwrap_or(rest.len() - authority_start);
+        let end = authority_start + authority_len;
+        out.push_str(&url(&rest[..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn secret_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(open) = text[at..].find('"').map(|i| at + i) {
+        let key_end = string_end(text, open);
+        let key = if key_end > open + 1 && text[..key_end].ends_with('"') {
+            text[open + 1..key_end - 1].to_ascii_lowercase()
+        } else {
+            String::new()
+        };
+        let after = &text[key_end..];
+        let colon = after.len() - after.trim_start().len();
+        if !after[colon..].starts_with(':') || !(key == "auth" || is_secret_name(&key)) {
+            out.push_str(&text[at..key_end]);
+            at = key_end;
+            continue;
+        }
+        let value_at = key_end + colon + 1;
+        let value_at = value_at + (text[value_at..].len() - text[value_at..].trim_start().len());
+        let value_end = value_end(text, value_at);
+        out.push_str(&text[at..value_at]);
+        if value_end > value_at {
+            out.push('"');
+            out.push_str(REDACTED);
+            out.push('"');
+        }
+        at = value_end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Where the JSON string opening at `open` ends (after its closing quote), or the text's end.
+fn string_end(text: &str, open: usize) -> usize {
+    let mut escaped = false;
+    for (i, c) in text[open + 1..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return open + 1 + i + 1,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// Where the JSON value starting at `at` ends: a string, an array or object (brackets counted
+/// outside strings), or anything else up to the next separator.
+fn value_end(text: &str, at: usize) -> usize {
+    match text[at..].chars().next() {
+        Some('"') => string_end(text, at),
+        Some('[' | '{') => {
+            let mut depth = 0usize;
+            let mut i = at;
+            while i < text.len() {
+                match text.as_bytes()[i] {
+                    b'"' => {
+                        i = string_end(text, i);
+                        continue;
+                    }
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            text.len()
+        }
+        _ => text[at..]
+            .find([',', '}', ']'])
+            .map_or(text.len(), |end| at + end),
+    }
+}
+
+fn schemes_tokens(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = ["bearer ", "basic "]
+        .iter()
+        .filter_map(|scheme| lower[at..].find(scheme).map(|i| (at + i, scheme.len())))
+        .min()
+    {
+        let token_at = found.0 + found.1;
+        let token_len = text[token_at..]
+            .find(|c: char| c.is_whitespace() || "\"',;}]".contains(c))
+            .unwrap_or(text.len() - token_at);
+        out.push_str(&text[at..token_at]);
+        if token_len > 0 && !text[token_at..].starts_with(REDACTED) {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(&text[token_at..token_at + token_len]);
+        }
+        at = token_at + token_len;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// A header's value as shown: itself, or [`REDACTED`].
@@ -75,6 +219,44 @@ mod tests {
         assert_eq!(url("http://host/a@b:c"), "http://host/a@b:c");
         assert_eq!(url("not a url"), "not a url");
         assert_eq!(url("http://bob:@host/"), "http://bob:***@host/");
+    }
+
+    #[test]
+    fn free_text_loses_its_credentials_and_keeps_the_rest() {
+        let cases = [
+            (
+                r#"{"url": "http://bob:pw1@h/a", "headers": {"X-Api-Key": "k3y", "Accept": "a"}"#,
+                r#"{"url": "http://bob:***@h/a", "headers": {"X-Api-Key": "<redacted>", "Accept": "a"}"#,
+            ),
+            (
+                r#"{"auth": ["ada", "pw\"2"], "url": 5, "id": 3}"#,
+                r#"{"auth": "<redacted>", "url": 5, "id": 3}"#,
+            ),
+            (
+                r#"{"headers": {"Authorization": "Bearer t0k"#,
+                r#"{"headers": {"Authorization": "<redacted>""#,
+            ),
+            (
+                "see http://a:b@h1/ and https://c:d@h2?x",
+                "see http://a:***@h1/ and https://c:***@h2?x",
+            ),
+            (
+                "Authorization: Bearer t0k3n more",
+                "Authorization: Bearer <redacted> more",
+            ),
+            (
+                "{\"password\": 12345, \"n\": 1}",
+                "{\"password\": \"<redacted>\", \"n\": 1}",
+            ),
+            ("plain text, nothing secret", "plain text, nothing secret"),
+            ("\"", "\""),
+            ("\"token\":", "\"token\":"),
+            ("é\"token\" : [\"ü", "é\"token\" : \"<redacted>\""),
+            ("\"tökén\": \"ü\"", "\"tökén\": \"ü\""),
+        ];
+        for (given, shown) in cases {
+            assert_eq!(redact_text(given), shown, "{given}");
+        }
     }
 
     #[test]

@@ -61,15 +61,18 @@ impl std::fmt::Debug for Request {
             Auth::Basic { .. } => "basic <redacted>",
             Auth::Bearer(_) => "bearer <redacted>",
         });
-        f.debug_struct("Request")
+        let mut debug = f.debug_struct("Request");
+        debug
             .field("method", &self.spec.method)
             .field("url", &self.url_for_messages())
             .field("headers", &headers)
             .field("query", &more.query)
             .field("body_bytes", &more.body.as_ref().map(Bytes::len))
             .field("auth", &auth)
-            .field("timeout", &self.spec.timeout)
-            .finish()
+            .field("timeout", &self.spec.timeout);
+        #[cfg(feature = "json")]
+        debug.field("id", &more.id);
+        debug.finish()
     }
 }
 
@@ -91,6 +94,9 @@ struct MoreSpec {
     body: Option<Bytes>,
     auth: Option<Auth>,
     defect: Option<Defect>,
+    /// The caller's name for this request: never sent, handed back on its outcome.
+    #[cfg(feature = "json")]
+    id: Option<serde_json::Value>,
 }
 
 /// What a request without [`MoreSpec`] has of each part.
@@ -338,6 +344,35 @@ impl Request {
                 request
             }
         }
+    }
+
+    /// Names this request with any JSON value: a row key, a record, a line number. The id is
+    /// never sent; it stays on the request, so it comes back on the outcome
+    /// ([`ThreadResponse::request`](crate::ThreadResponse::request),
+    /// [`ThreadException::request`](crate::ThreadException::request)) and, with the feature
+    /// `serde`, as `"id"` in its JSON record. A request spec's `"id"` key sets it.
+    ///
+    /// ```
+    /// use parfetch::Request;
+    /// use serde_json::json;
+    ///
+    /// let request = Request::get("http://no host/rows/7").id(json!({"row": 7, "batch": "b1"}));
+    /// assert_eq!(request.id_value(), Some(&json!({"row": 7, "batch": "b1"})));
+    ///
+    /// // The URL is invalid, so nothing is sent: the exception still names its row.
+    /// let exception = parfetch::Fetcher::new().execute(request).unwrap_err();
+    /// assert_eq!(exception.request().id_value().unwrap()["row"], 7);
+    /// ```
+    #[cfg(feature = "json")]
+    pub fn id(mut self, id: impl Into<serde_json::Value>) -> Self {
+        self.more_mut().id = Some(id.into());
+        self
+    }
+
+    /// The id set with [`id`](Self::id), if any.
+    #[cfg(feature = "json")]
+    pub fn id_value(&self) -> Option<&serde_json::Value> {
+        self.more().id.as_ref()
     }
 
     /// Sets a timeout for this request alone, in place of the fetcher's. It covers connecting,

@@ -8,7 +8,8 @@
 //!  "json": {"id": 7}, "timeout": 5.0}
 //! ```
 //!
-//! `method` defaults to `GET`; `data` is a string (the raw body) or an object (a form); `json`
+//! `method` defaults to `GET`; `id` is any JSON value, never sent, kept on the request
+//! ([`Request::id`]) and echoed as `"id"` in the outcome's record; `data` is a string (the raw body) or an object (a form); `json`
 //! and `data` exclude each other; `auth` is `["user", "password"]`. Unknown keys and wrong types
 //! are errors that name the key. [`ThreadResponse`] and [`ThreadException`] serialize to flat
 //! JSON records.
@@ -93,6 +94,15 @@ struct Spec {
     timeout: Option<f64>,
     #[serde(default)]
     auth: Option<(String, String)>,
+    /// Kept as given, `null` included: the caller matches records to rows by it.
+    #[serde(default, deserialize_with = "present")]
+    id: Option<serde_json::Value>,
+}
+
+fn present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 /// A query or form value: Python's `requests` takes strings, numbers and booleans alike.
@@ -161,6 +171,9 @@ impl<'de> Deserialize<'de> for Request {
         if let Some((user, password)) = spec.auth {
             request = request.basic_auth(user, Some(password));
         }
+        if let Some(id) = spec.id {
+            request = request.id(id);
+        }
         Ok(request)
     }
 }
@@ -191,11 +204,14 @@ impl Serialize for Request {
     }
 }
 
-/// `{"request", "ok": true, "status", "url", "headers", "body" or "body_base64", "elapsed_ms",
+/// `{"id" (when the request has one), "request", "ok": true, "status", "url", "headers", "body" or "body_base64", "elapsed_ms",
 /// "attempts"}`; the body is text when it is UTF-8, base64 otherwise.
 impl Serialize for ThreadResponse {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
+        if let Some(id) = self.request().id_value() {
+            map.serialize_entry("id", id)?;
+        }
         map.serialize_entry("request", self.request())?;
         map.serialize_entry("ok", &true)?;
         map.serialize_entry("status", &self.status().as_u16())?;
@@ -214,10 +230,14 @@ impl Serialize for ThreadResponse {
     }
 }
 
-/// `{"request", "ok": false, "error": {"kind", "message"}, "attempts"}`.
+/// `{"id" (when the request has one), "request", "ok": false, "error": {"kind", "message"},
+/// "attempts"}`.
 impl Serialize for ThreadException {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
+        if let Some(id) = self.request().id_value() {
+            map.serialize_entry("id", id)?;
+        }
         map.serialize_entry("request", self.request())?;
         map.serialize_entry("ok", &false)?;
         let error = BTreeMap::from([

@@ -26,6 +26,23 @@ fn parfetch(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().expect("parfetch ends")
 }
 
+/// The command with its standard streams piped, and `input` written to it from a thread of its
+/// own, so that a test can read the records as they come.
+fn spawn_with_input(args: &[&str], input: String) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parfetch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("parfetch runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    child
+}
+
 fn records(output: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -75,7 +92,7 @@ fn files_json_specs_and_bad_lines() {
     std::fs::write(
         &second,
         format!(
-            "{{\"method\": \"POST\", \"url\": \"{}\", \"json\": {{\"id\": 7}}, \"headers\": {{\"X-Id\": \"7\"}}}}\n{{\"url\": \"{}\", \"verify\": false}}\n{{\"url\": 5}}\n",
+            "{{\"method\": \"POST\", \"url\": \"{}\", \"json\": {{\"id\": 7}}, \"headers\": {{\"X-Id\": \"7\"}}, \"id\": \"row-7\"}}\n{{\"url\": \"{}\", \"verify\": false, \"id\": 8}}\n{{\"url\": 5}}\n",
             server.url("/echo"),
             server.url("/b")
         ),
@@ -107,18 +124,53 @@ fn files_json_specs_and_bad_lines() {
         "{err}"
     );
     assert!(err.contains("3 malformed lines"), "{err}");
+    assert!(err.contains("7 lines read, 2 blank or comments"), "{err}");
 
+    // One record per line that is not blank or a comment, in input order, each naming its
+    // line within its file and, as there are several files, the file.
     let written: Vec<Value> = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(written.len(), 2);
+    let places: Vec<(&str, u64)> = written
+        .iter()
+        .map(|r| (r["input"].as_str().unwrap(), r["line"].as_u64().unwrap()))
+        .collect();
+    let (first_name, second_name) = (first.to_str().unwrap(), second.to_str().unwrap());
+    assert_eq!(
+        places,
+        [
+            (first_name, 2),
+            (first_name, 4),
+            (second_name, 1),
+            (second_name, 2),
+            (second_name, 3)
+        ]
+    );
     assert_eq!(written[0]["request"]["url"], server.url("/a"));
-    let echo: Value = serde_json::from_str(written[1]["body"].as_str().unwrap()).unwrap();
+    assert!(written[0].get("id").is_none(), "a URL line has no id");
+    assert_eq!(written[1]["ok"], false);
+    assert_eq!(written[1]["error"]["kind"], "malformed");
+    assert_eq!(written[1]["text"], "not a url");
+    assert_eq!(written[2]["id"], "row-7");
+    let echo: Value = serde_json::from_str(written[2]["body"].as_str().unwrap()).unwrap();
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["body"], r#"{"id":7}"#);
     assert_eq!(echo["headers"]["x-id"], "7");
+    assert!(
+        !written[2]["body"].as_str().unwrap().contains("row-7"),
+        "the id is never sent"
+    );
+    assert_eq!(written[3]["error"]["kind"], "malformed");
+    assert_eq!(written[3]["id"], 8, "a malformed spec's id is kept");
+    assert!(
+        written[3]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `verify`")
+    );
+    assert_eq!(written[4]["error"]["kind"], "malformed");
 
     let output = parfetch(
         &[
@@ -208,6 +260,21 @@ fn usage_errors_exit_two() {
             "{args:?}: {}",
             stderr(&output)
         );
+    }
+}
+
+#[test]
+fn help_lists_the_exit_statuses() {
+    let output = parfetch(&["--help"], "");
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for status in [
+        "\n  0  every line",
+        "\n  1  some requests",
+        "\n  2  usage",
+        "\n  3  fatal",
+    ] {
+        assert!(help.contains(status), "{status:?} in {help}");
     }
 }
 
@@ -377,9 +444,19 @@ fn a_bad_line_costs_only_itself() {
 
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let records = records(&output);
-    assert_eq!(records.len(), 200);
+    assert_eq!(records.len(), 202, "one record for each line");
     assert_eq!(records[0]["request"]["url"], server.url("/a/0"));
-    assert!(records.iter().all(|r| r["ok"] == true));
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record["line"], i + 1);
+        assert_eq!(record["ok"], !(100..102).contains(&i), "{record}");
+    }
+    assert_eq!(records[100]["error"]["message"], "not UTF-8 text");
+    assert_eq!(records[100]["text"], "http://127.0.0.1/\u{fffd}\u{fffd}");
+    assert_eq!(
+        records[101]["text"],
+        format!("{}...", "x".repeat(256)),
+        "cut short"
+    );
     assert_eq!(server.stats().requests(), 200);
     let messages = stderr(&output);
     assert!(messages.contains("-:101: not UTF-8 text"), "{messages}");
@@ -395,7 +472,7 @@ fn records_and_messages_of_the_command_hold_no_credentials() {
     let server = TestServer::start();
     let refused = refused_url().replace("http://", "http://bob:pa55word@");
     let input = format!(
-        "{}\n{refused}\n{{\"url\": \"{}\", \"headers\": {{\"X-Api-Key\": \"k3y-value\"}}}}\n",
+        "{}\n{refused}\n{{\"url\": \"{}\", \"headers\": {{\"X-Api-Key\": \"k3y-value\"}}}}\n{{\"url\": \"http://eve:pa55word@h/\", \"auth\": [\"eve\", \"pa55word\"], \"headers\": {{\"X-Api-Key\": \"k3y-value\"}}, \"verify\": 0}}\n",
         server
             .url("/echo")
             .replace("http://", "http://alice:pa55word@"),
@@ -410,12 +487,18 @@ fn records_and_messages_of_the_command_hold_no_credentials() {
         for record in records(&output) {
             let request = record["request"].to_string();
             let error = record["error"].to_string();
+            let text = record["text"].to_string();
             assert!(!request.contains(secret), "{secret} in {request}");
             assert!(!error.contains(secret), "{secret} in {error}");
+            assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(!stderr(&output).contains(secret), "{secret} in stderr");
     }
     assert!(everything.contains("bob:***@"), "{everything}");
+    assert!(
+        stdout.contains(r#"http://eve:***@h/"#),
+        "the malformed line's text: {stdout}"
+    );
     assert!(
         stdout.contains("\"authorization\":\"<redacted>\""),
         "{stdout}"
@@ -496,4 +579,225 @@ fn environment_proxies_are_obeyed_visibly_and_can_be_turned_off() {
         stderr(&custom)
     );
     assert_eq!(proxy_seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// Every line that is not blank or a comment yields exactly one record, also in completion
+/// order and when malformed lines come in runs longer than the command holds back.
+#[test]
+fn every_line_yields_one_record_in_either_order() {
+    let server = TestServer::start();
+    let mut input = String::new();
+    let mut expected = Vec::new();
+    for i in 0..600u64 {
+        let line = match i % 10 {
+            0 => "# comment".to_owned(),
+            1 => String::new(),
+            _ if (200..400).contains(&i) => format!("{{\"url\": 1, \"id\": {i}}}"),
+            _ => format!(
+                "{{\"url\": \"{}\", \"id\": {i}}}",
+                server.url(&format!("/delay/{}", i % 3))
+            ),
+        };
+        if i % 10 > 1 {
+            expected.push(i + 1);
+        }
+        input.push_str(&line);
+        input.push('\n');
+    }
+    for order in [&["--keep-order"][..], &[]] {
+        let output = parfetch(&[&["-j", "8", "--quiet"][..], order].concat(), &input);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert_eq!(stderr(&output), "", "--quiet");
+        let records = records(&output);
+        let mut lines: Vec<u64> = records
+            .iter()
+            .map(|r| r["line"].as_u64().unwrap())
+            .collect();
+        if order.is_empty() {
+            lines.sort_unstable();
+        }
+        assert_eq!(lines, expected, "{order:?}");
+        for record in &records {
+            assert_eq!(
+                record["id"],
+                record["line"].as_u64().unwrap() - 1,
+                "{record}"
+            );
+            let malformed = (201..=400).contains(&record["line"].as_u64().unwrap());
+            assert_eq!(record["ok"], !malformed, "{record}");
+        }
+    }
+}
+
+#[test]
+fn an_input_failing_mid_read_exits_three_after_writing_what_was_read() {
+    let server = TestServer::start();
+    let dir = std::env::temp_dir().join(format!("parfetch-midread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let urls = dir.join("urls.txt");
+    let input: String = (0..20).map(|i| server.url(&format!("/a/{i}\n"))).collect();
+    std::fs::write(&urls, input).unwrap();
+    // A directory opens as a file does, and fails at its first read.
+    let output = parfetch(&[urls.to_str().unwrap(), dir.to_str().unwrap()], "");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(records(&output).len(), 20);
+    assert!(
+        stderr(&output).contains("parfetch: reading "),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.stats().requests(), 20);
+}
+
+#[test]
+fn an_output_that_fails_exits_three_with_the_reason() {
+    let server = TestServer::start();
+    let input: String = (0..50)
+        .map(|i| server.url(&format!("/bytes/300?i={i}\n")))
+        .collect();
+    let output = parfetch(&["-o", "/dev/full"], &input);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("parfetch: writing results: No space left on device"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `--summary-json` counts what the run saw; `--quiet` leaves standard error empty.
+#[test]
+fn the_summary_as_json_counts_lines_outcomes_and_latency() {
+    let server = TestServer::start();
+    let dir = std::env::temp_dir().join(format!("parfetch-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("summary.json");
+    let input = format!(
+        "# two kinds of status\n{}\n{}\n{}\n\nnot a url\n{}\n",
+        server.url("/delay/30"),
+        server.url("/status/404"),
+        server.url("/status/404"),
+        refused_url()
+    );
+    let output = parfetch(&["--summary-json", path.to_str().unwrap(), "-q"], &input);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), "");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(summary["lines"], 7);
+    assert_eq!(summary["blank_or_comment"], 2);
+    assert_eq!(summary["malformed"], 1);
+    assert_eq!(summary["responses"], 3);
+    assert_eq!(
+        summary["responses_by_status"],
+        serde_json::json!({"200": 1, "404": 2})
+    );
+    assert_eq!(
+        summary["exceptions_by_kind"],
+        serde_json::json!({"connect": 1})
+    );
+    assert_eq!(summary["exit_code"], 1);
+    let latency = &summary["latency_ms"];
+    let max = latency["max"].as_f64().unwrap();
+    assert!(max >= 30.0, "{latency}");
+    assert!(latency["p50"].as_f64().unwrap() <= latency["p90"].as_f64().unwrap());
+    assert!(latency["p99"].as_f64().unwrap() <= max);
+    assert!(summary["wall_seconds"].as_f64().unwrap() >= 0.03);
+
+    let output = parfetch(&["--summary-json", "/no/such/dir/s.json"], "");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "cannot be written: a usage error"
+    );
+}
+
+/// Requests sent that never reached the output: in flight, waiting for a host slot or for
+/// the writer (the engine takes at most twice the concurrency), and the writer's channel (the
+/// concurrency). Records for a pipe are not buffered.
+fn resend_bound(concurrency: usize) -> usize {
+    3 * concurrency + 1
+}
+
+/// `parfetch ... | head -1`: the run stops sending at once and ends without a word, long before
+/// the remaining requests to a slow server would have.
+#[test]
+fn a_closed_stdout_stops_the_run_promptly_and_quietly() {
+    use std::io::BufRead;
+    let server = TestServer::start();
+    let input: String = (0..400)
+        .map(|i| server.url(&format!("/delay/200?i={i}\n")))
+        .collect();
+    let started = std::time::Instant::now();
+    let mut child = spawn_with_input(&["-j", "4"], input);
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"ok\":true"), "{first}");
+    // The reader is gone; 400 requests at 4 at a time would take 20 s.
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(err, "", "quietly");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = server.stats().requests();
+    println!(
+        "closed stdout after 1 record: {sent} requests sent, in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        sent <= 1 + resend_bound(4),
+        "{sent} requests sent for 1 record read"
+    );
+}
+
+/// A command killed after some records (a Spark task killed mid-partition) has sent only a
+/// bounded number of requests beyond what it wrote: those are what a retry sends again.
+#[test]
+fn requests_sent_ahead_of_the_output_are_bounded_by_the_concurrency() {
+    use std::io::BufRead;
+    for (args, window) in [
+        (&["-j", "8"][..], 0),
+        (&["-j", "8", "--keep-order"], 8 * 256),
+    ] {
+        let server = TestServer::start();
+        let input: String = (0..20_000)
+            .map(|i| server.url(&format!("/bytes/20?i={i}\n")))
+            .collect();
+        let mut child = spawn_with_input(args, input);
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut delivered = 0;
+        let mut line = String::new();
+        while delivered < 3_000 && stdout.read_line(&mut line).unwrap() > 0 {
+            delivered += 1;
+        }
+        child.kill().unwrap();
+        // What it wrote before it died still counts as delivered.
+        while stdout.read_line(&mut line).unwrap() > 0 {
+            delivered += 1;
+        }
+        child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let sent = server.stats().requests();
+        println!(
+            "{args:?}: killed after {delivered} records, {sent} requests sent: {} ahead",
+            sent - delivered
+        );
+        assert!(delivered < 20_000, "killed too late to tell");
+        assert!(
+            sent <= delivered + resend_bound(8) + window,
+            "{sent} sent for {delivered} records written ({args:?})"
+        );
+    }
 }

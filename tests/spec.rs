@@ -195,3 +195,41 @@ fn a_progress_bar_counts_every_request() {
     assert_eq!(bar.position(), 31);
     assert_eq!(bar.message(), "1 failed");
 }
+
+/// An id is never sent, comes back on both kinds of outcome, and leads their records.
+#[test]
+fn an_id_comes_back_on_responses_and_exceptions_and_in_their_records() {
+    let server = TestServer::start();
+    let requests = vec![
+        Request::from_json(
+            &json!({"url": server.url("/echo"), "id": {"row": 1, "tags": ["a"]}}).to_string(),
+        )
+        .unwrap(),
+        Request::get(refused_url()).id("row-2"),
+        Request::from_json(&json!({"url": server.url("/echo"), "id": null}).to_string()).unwrap(),
+        Request::get(server.url("/echo")),
+    ];
+    let (responses, exceptions) = requests.par_iter().fetch_all();
+    assert_eq!(
+        responses[0].request().id_value(),
+        Some(&json!({"row": 1, "tags": ["a"]}))
+    );
+    assert!(!responses[0].text().contains("row"), "never sent");
+    assert_eq!(exceptions[0].request().id_value(), Some(&json!("row-2")));
+    assert_eq!(
+        responses[1].request().id_value(),
+        Some(&Value::Null),
+        "null is an id too"
+    );
+    assert_eq!(responses[2].request().id_value(), None);
+
+    let record = serde_json::to_string(&responses[0]).unwrap();
+    assert!(
+        record.starts_with(r#"{"id":{"row":1,"tags":["a"]},"request":"#),
+        "{record}"
+    );
+    let record: Value = serde_json::to_value(&exceptions[0]).unwrap();
+    assert_eq!(record["id"], "row-2");
+    let record: Value = serde_json::to_value(&responses[2]).unwrap();
+    assert!(record.get("id").is_none(), "{record}");
+}

@@ -1,13 +1,14 @@
 //! `parfetch`: fetch the URLs or JSON request specs of files or standard input in parallel and
 //! write one JSON record per result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -15,17 +16,33 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use parfetch::{FetchResult, Fetcher, Method, Request, RetryPolicy};
 
+/// The exit statuses, as `--help` shows them (the table of [`Exit`]).
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  every line accounted for and every request answered (any HTTP status)
+  1  some requests failed or lines were malformed, each with its record
+     (0 with --allow-failures)
+  2  usage error, including an input that cannot be opened (all are opened
+     before anything is sent)
+  3  fatal error during the run: an input failing mid-read (what was read
+     before is still fetched and written) or the output failing; records may
+     be missing. A closed standard output (parfetch ... | head -1) stops the
+     sending at once, without a message.";
+
 /// Fetch many URLs in parallel and write one JSON line per result.
 ///
 /// Each input line is a URL, or a JSON request spec in the shape of Python requests'
 /// keyword arguments: {"method": "POST", "url": "...", "headers": {...}, "params": {...},
-/// "json": ..., "data": ..., "timeout": 5.0}. Blank lines and lines starting with # are skipped.
-/// Malformed lines are reported on stderr with their line number and do not stop the run.
+/// "json": ..., "data": ..., "timeout": 5.0, "id": ...}. The "id" (any JSON value) is never
+/// sent; it comes back in the line's record. Every record names its "line" (from 1, within its
+/// file) and, with several input files, its "input". Blank lines and lines starting with # are
+/// counted and skipped. Every other line yields exactly one record: a malformed line (bad JSON,
+/// an invalid URL, text that is not UTF-8, a line over --max-line-bytes) yields
+/// {"ok": false, "line": N, "error": {"kind": "malformed", "message": ...}, "text": ...} with
+/// its text cut short and credentials redacted.
 ///
-/// Exit status: 0 when every request got a response (any HTTP status), 1 when any request
-/// failed or any line was malformed (0 with --allow-failures), 2 for usage errors.
 #[derive(Debug, Parser)]
-#[command(name = "parfetch", version, about, long_about)]
+#[command(name = "parfetch", version, about, long_about, after_help = EXIT_STATUS)]
 struct Args {
     /// Files to read, one request per line; "-" or nothing reads standard input.
     inputs: Vec<PathBuf>,
@@ -96,27 +113,78 @@ struct Args {
     /// Exit 0 even when requests failed or lines were malformed.
     #[arg(long)]
     allow_failures: bool,
+
+    /// Also write the summary as JSON to this file: counts of lines, responses by status and
+    /// exceptions by kind, latency percentiles, wall time and the exit status.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+
+    /// No summary and no messages about malformed lines on standard error (records and
+    /// --summary-json still have them); fatal errors are still reported.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// The command's exit statuses: the one table that `--help` and the README describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Every line accounted for and every request answered.
+    Ok = 0,
+    /// Some requests failed or lines were malformed, each with its record.
+    Failures = 1,
+    /// A usage error, found before anything was sent.
+    Usage = 2,
+    /// A fatal error during the run: records may be missing.
+    Fatal = 3,
+}
+
+/// How a run that started ended early.
+enum Fatal {
+    /// Standard output was closed by its reader (`| head -1`): nothing to say, nobody to say
+    /// it to.
+    OutputClosed,
+    Error(String),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(summary) => {
-            summary.print();
-            if summary.all_good() || args.allow_failures {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+    let (mut summary, fatal, summary_file) = match run(&args) {
+        Ok(ended) => ended,
         Err(message) => {
             eprintln!("parfetch: {message}");
-            ExitCode::from(2)
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
+    let mut exit = if fatal.is_some() {
+        Exit::Fatal
+    } else if summary.all_good() || args.allow_failures {
+        Exit::Ok
+    } else {
+        Exit::Failures
+    };
+    summary.exit = exit;
+    if let Some(Fatal::Error(message)) = &fatal {
+        summary.fatal = Some(message.clone());
+        eprintln!("parfetch: {message}");
+    }
+    if let Some((path, file)) = summary_file {
+        if let Err(e) = summary.write_json(file) {
+            eprintln!("parfetch: writing {}: {e}", path.display());
+            exit = Exit::Fatal;
         }
     }
+    if !args.quiet && !matches!(fatal, Some(Fatal::OutputClosed)) {
+        summary.print();
+    }
+    ExitCode::from(exit as u8)
 }
 
-fn run(args: &Args) -> Result<Summary, String> {
+/// Where `--summary-json` goes, opened before anything is sent.
+type SummaryFile = (PathBuf, File);
+
+/// Runs the command: `Err` for a usage error (nothing was sent), else the summary and the fatal
+/// error that ended the run early, if any.
+fn run(args: &Args) -> Result<(Summary, Option<Fatal>, Option<SummaryFile>), String> {
     let method = Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("invalid method {:?}", args.method))?;
     let headers = args
@@ -140,7 +208,7 @@ fn run(args: &Args) -> Result<Summary, String> {
             .ok_or_else(|| format!("{what} must be a positive number of seconds"))
     };
 
-    let bar = if io::stderr().is_terminal() {
+    let bar = if io::stderr().is_terminal() && !args.quiet {
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {pos} done in {elapsed} {msg}")
@@ -195,91 +263,89 @@ fn run(args: &Args) -> Result<Summary, String> {
                         .map_err(|e| format!("cannot read {}: {e}", input.display()))?,
                 ))
             };
-            Ok((input.clone(), reader))
+            Ok(reader)
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let output: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
+    let output = Output::open(args.output.as_deref())?;
+    let summary_file = match &args.summary_json {
+        Some(path) => Some((
+            path.clone(),
             File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
-        ),
-        None => Box::new(io::stdout()),
+        )),
+        None => None,
     };
+    // With one input, `line` says where a record comes from; with several, `input` too.
+    let input_names: Vec<Option<String>> = inputs
+        .iter()
+        .map(|input| (inputs.len() > 1).then(|| input.to_string_lossy().into_owned()))
+        .collect();
 
     let started = Instant::now();
-    let malformed = AtomicU64::new(0);
+    let shared = Shared::new(output);
+    let counts = LineCounts::default();
     let read_error = Mutex::new(None);
-    let write_failed = AtomicBool::new(false);
-    // Read on the fetcher's feeding thread, only as fast as requests go out.
-    let max_line_bytes = args.max_line_bytes;
-    let requests = readers
-        .into_iter()
-        .flat_map(|(input, reader)| {
-            InputLines::new(reader, max_line_bytes)
-                .enumerate()
-                .map(move |(index, line)| (input.clone(), index + 1, line))
-        })
-        .take_while(|_| !write_failed.load(Ordering::Relaxed))
-        .map_while(|(input, number, line)| match line {
-            Ok(line) => Some((input, number, line)),
-            Err(e) => {
-                *read_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(format!("reading {}: {e}", input.display()));
-                None
-            }
-        })
-        .filter_map(|(input, number, line)| {
-            let parsed = match line {
-                InputLine::Text(line) => parse_line(&line, &method, &headers),
-                InputLine::NotUtf8 => Err("not UTF-8 text".to_owned()),
-                InputLine::TooLong(bytes) => Err(format!(
-                    "a line of {bytes} bytes or more, over --max-line-bytes {max_line_bytes}"
-                )),
-            };
-            match parsed {
-                Ok(request) => request,
-                Err(message) => {
-                    malformed.fetch_add(1, Ordering::Relaxed);
-                    bar.suspend(|| eprintln!("{}:{number}: {message}", input.display()));
-                    None
-                }
-            }
-        });
+    let feed = Feed {
+        readers: readers.into_iter().enumerate(),
+        current: None,
+        line: 0,
+        position: 0,
+        held: Vec::new(),
+        max_line_bytes: args.max_line_bytes,
+        method: &method,
+        headers: &headers,
+        inputs: &inputs,
+        input_names: &input_names,
+        shared: &shared,
+        counts: &counts,
+        read_error: &read_error,
+        bar: &bar,
+        quiet: args.quiet,
+    };
 
-    let mut output = BufWriter::new(output);
     let mut summary = Summary::new();
-    let mut write_error = None;
-    let mut write = |outcome: FetchResult| {
-        if write_error.is_some() {
-            return;
+    let write = |position: usize, outcome: FetchResult| {
+        let Some(origin) = lock(&shared.origins).remove(&position) else {
+            // Every request is registered before it is handed out; a miss is a bug, and a
+            // record without its line would be worse than stopping.
+            shared.fail(io::Error::other(format!("no line for request {position}")));
+            return ControlFlow::Break(());
+        };
+        let line = to_line(&outcome);
+        let record = record(origin.line, &input_names[origin.input], &line.json);
+        if shared.write(&origin.before, Some(&record)).is_err() {
+            return ControlFlow::Break(());
         }
-        let line = to_line(outcome);
-        match writeln!(output, "{}", line.json) {
-            Ok(()) => summary.count(line.tally),
-            Err(e) => {
-                write_error = Some(format!("writing results: {e}"));
-                write_failed.store(true, Ordering::Relaxed);
-            }
-        }
+        summary.count(line.tally);
+        ControlFlow::Continue(())
     };
     if args.keep_order {
-        fetcher.for_each_in_order(requests, &mut write);
+        fetcher.try_for_each_in_order(feed, write);
     } else {
-        fetcher.for_each_completed(requests, &mut write);
+        fetcher.try_for_each_completed(feed, write);
     }
-    if let Some(error) = write_error {
-        return Err(error);
-    }
-    output
-        .flush()
-        .map_err(|e| format!("writing results: {e}"))?;
-    if let Some(error) = read_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(error);
-    }
+    // Malformed lines after the last request.
+    let leftover = std::mem::take(&mut *lock(&shared.leftover));
+    let _ = shared.write(&leftover, None);
+    let fatal = shared.finish().err().map(|e| {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Fatal::OutputClosed
+        } else {
+            Fatal::Error(format!("writing results: {e}"))
+        }
+    });
+    let fatal = fatal.or_else(|| {
+        read_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(Fatal::Error)
+    });
     bar.finish_and_clear();
-    summary.malformed = malformed.into_inner();
+    summary.lines = counts.lines.into_inner();
+    summary.skipped = counts.skipped.into_inner();
+    summary.malformed = counts.malformed.into_inner();
     summary.wall = started.elapsed();
     summary.proxies = fetcher.proxies();
-    Ok(summary)
+    Ok((summary, fatal, summary_file))
 }
 
 /// A setting the library refused, in the words of a command-line option.
@@ -305,13 +371,313 @@ fn usage_of(error: &parfetch::BuildError) -> String {
     format!("{option} must be {allowed}, not {value}")
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where records go. Records bound for a pipe or a terminal are written one by one, as they
+/// are made: a record waiting in a buffer is a request its reader will send again if the
+/// command is killed (a retried Spark task), and a closed pipe is seen at the next record.
+/// Files get a buffer.
+enum Output {
+    Buffered(BufWriter<Box<dyn Write + Send>>),
+    Direct(io::Stdout),
+}
+
+impl Output {
+    fn open(path: Option<&std::path::Path>) -> Result<Self, String> {
+        if let Some(path) = path {
+            let file =
+                File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            return Ok(Self::Buffered(BufWriter::new(Box::new(file))));
+        }
+        let stdout = io::stdout();
+        Ok(if stdout_is_a_file(&stdout) {
+            Self::Buffered(BufWriter::new(Box::new(stdout)))
+        } else {
+            Self::Direct(stdout)
+        })
+    }
+
+    /// Writes one record and its line end in one call.
+    fn write_record(&mut self, record: &str) -> io::Result<()> {
+        let mut line = String::with_capacity(record.len() + 1);
+        line.push_str(record);
+        line.push('\n');
+        match self {
+            Self::Buffered(writer) => writer.write_all(line.as_bytes()),
+            Self::Direct(stdout) => {
+                let mut stdout = stdout.lock();
+                stdout.write_all(line.as_bytes())?;
+                stdout.flush()
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Buffered(writer) => writer.flush(),
+            Self::Direct(stdout) => stdout.flush(),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn stdout_is_a_file(stdout: &io::Stdout) -> bool {
+    use std::os::fd::AsFd;
+    stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| File::from(fd).metadata())
+        .is_ok_and(|metadata| metadata.is_file())
+}
+
+#[cfg(not(unix))]
+fn stdout_is_a_file(_: &io::Stdout) -> bool {
+    false
+}
+
+/// What the reading side (the feed, on the fetcher's feeding thread) and the writing side (the
+/// calling thread) share.
+struct Shared {
+    /// The line of each request handed out and not yet written, by position: bounded by what
+    /// is in flight and the reorder window.
+    origins: Mutex<HashMap<usize, Origin>>,
+    out: Mutex<Out>,
+    /// Signalled when every request handed out has been written, or the run stopped.
+    caught_up: Condvar,
+    /// Malformed records after the last request, for the calling thread to write at the end.
+    leftover: Mutex<Vec<String>>,
+}
+
+struct Out {
+    output: Output,
+    handed_out: usize,
+    written: usize,
+    error: Option<io::Error>,
+}
+
+/// Where a request came from, and the records of the malformed lines just before it, written
+/// ahead of its own so that `--keep-order` keeps them in place.
+struct Origin {
+    line: u64,
+    input: usize,
+    before: Vec<String>,
+}
+
+impl Shared {
+    fn new(output: Output) -> Self {
+        Self {
+            origins: Mutex::new(HashMap::new()),
+            out: Mutex::new(Out {
+                output,
+                handed_out: 0,
+                written: 0,
+                error: None,
+            }),
+            caught_up: Condvar::new(),
+            leftover: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        lock(&self.out).error.is_some()
+    }
+
+    /// Registers the next request handed out.
+    fn hand_out(&self, position: usize, origin: Origin) {
+        lock(&self.origins).insert(position, origin);
+        lock(&self.out).handed_out += 1;
+    }
+
+    /// Writes `before`, then the record of a request (counted as written), unless the output
+    /// already failed.
+    fn write(&self, before: &[String], record: Option<&str>) -> Result<(), ()> {
+        let mut out = lock(&self.out);
+        if out.error.is_some() {
+            return Err(());
+        }
+        let result = before
+            .iter()
+            .map(String::as_str)
+            .chain(record)
+            .try_for_each(|record| out.output.write_record(record));
+        if let Err(e) = result {
+            out.error = Some(e);
+            self.caught_up.notify_all();
+            return Err(());
+        }
+        if record.is_some() {
+            out.written += 1;
+            if out.written == out.handed_out {
+                self.caught_up.notify_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes malformed records now, once every request before them has been written: so a
+    /// run of malformed lines holds no more than a few of them in memory.
+    fn write_when_caught_up(&self, records: &mut Vec<String>) {
+        let mut out = lock(&self.out);
+        while out.written < out.handed_out && out.error.is_none() {
+            out = self
+                .caught_up
+                .wait(out)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(out);
+        let _ = self.write(records, None);
+        records.clear();
+    }
+
+    fn fail(&self, error: io::Error) {
+        let mut out = lock(&self.out);
+        out.error.get_or_insert(error);
+        self.caught_up.notify_all();
+    }
+
+    /// Flushes the output; the first error the output met, if any.
+    fn finish(&self) -> io::Result<()> {
+        let mut out = lock(&self.out);
+        if let Some(error) = out.error.take() {
+            return Err(error);
+        }
+        out.output.flush()
+    }
+}
+
+/// Lines seen by the feed, for the summary.
+#[derive(Default)]
+struct LineCounts {
+    lines: AtomicU64,
+    skipped: AtomicU64,
+    malformed: AtomicU64,
+}
+
+/// How many malformed records may wait for the next request before they are written on their
+/// own.
+const HELD_MALFORMED: usize = 64;
+
+/// The longest text of a malformed line kept in its record, in bytes.
+const TEXT_CUT: usize = 256;
+
+/// The requests of the inputs, read on the fetcher's feeding thread only as fast as requests go
+/// out. Malformed lines become records here; blank lines and comments are counted.
+struct Feed<'a> {
+    readers: std::iter::Enumerate<std::vec::IntoIter<Box<dyn BufRead + Send>>>,
+    current: Option<(usize, InputLines<Box<dyn BufRead + Send>>)>,
+    line: u64,
+    position: usize,
+    held: Vec<String>,
+    max_line_bytes: usize,
+    method: &'a Method,
+    headers: &'a [(String, String)],
+    inputs: &'a [PathBuf],
+    input_names: &'a [Option<String>],
+    shared: &'a Shared,
+    counts: &'a LineCounts,
+    read_error: &'a Mutex<Option<String>>,
+    bar: &'a ProgressBar,
+    quiet: bool,
+}
+
+impl Feed<'_> {
+    /// The input is done (or failed): malformed records still held go to the calling thread.
+    fn end(&mut self) -> Option<Request> {
+        self.current = None;
+        self.readers = Vec::new().into_iter().enumerate();
+        lock(&self.shared.leftover).append(&mut self.held);
+        None
+    }
+}
+
+impl Iterator for Feed<'_> {
+    type Item = Request;
+
+    fn next(&mut self) -> Option<Request> {
+        loop {
+            if self.shared.stopped() {
+                return self.end();
+            }
+            let Some((input, lines)) = &mut self.current else {
+                match self.readers.next() {
+                    Some((input, reader)) => {
+                        self.current = Some((input, InputLines::new(reader, self.max_line_bytes)));
+                        self.line = 0;
+                        continue;
+                    }
+                    None => return self.end(),
+                }
+            };
+            let input = *input;
+            let Some(read) = lines.next() else {
+                self.current = None;
+                continue;
+            };
+            self.line += 1;
+            self.counts.lines.fetch_add(1, Ordering::Relaxed);
+            let text = match read {
+                Ok(text) => text,
+                Err(e) => {
+                    *lock(self.read_error) = Some(format!(
+                        "reading {} after line {}: {e}",
+                        self.inputs[input].display(),
+                        self.line - 1
+                    ));
+                    return self.end();
+                }
+            };
+            match parse_line(text, self.method, self.headers, self.max_line_bytes) {
+                Parsed::Skip => {
+                    self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Parsed::Request(request) => {
+                    let origin = Origin {
+                        line: self.line,
+                        input,
+                        before: std::mem::take(&mut self.held),
+                    };
+                    self.shared.hand_out(self.position, origin);
+                    self.position += 1;
+                    return Some(request);
+                }
+                Parsed::Malformed(malformed) => {
+                    self.counts.malformed.fetch_add(1, Ordering::Relaxed);
+                    let message = parfetch::redact_text(&malformed.message);
+                    if !self.quiet {
+                        let path = self.inputs[input].display();
+                        let line = self.line;
+                        self.bar.suspend(|| {
+                            eprintln!("{path}:{line}: {}", cut(&message, 4 * TEXT_CUT))
+                        });
+                    }
+                    let body = malformed.record(&message);
+                    self.held
+                        .push(record(self.line, &self.input_names[input], &body));
+                    if self.held.len() >= HELD_MALFORMED {
+                        self.shared.write_when_caught_up(&mut self.held);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One line of input, as read.
 enum InputLine {
     Text(String),
-    NotUtf8,
-    /// At least this many bytes: over the cap, and not kept.
-    TooLong(usize),
+    NotUtf8(Vec<u8>),
+    /// At least `bytes` bytes: over the cap, and only its start (`head`) kept.
+    TooLong {
+        bytes: usize,
+        head: Vec<u8>,
+    },
 }
+
+/// How much of a line over the cap is kept for its record: more than [`TEXT_CUT`], so that a
+/// credential that starts before the cut is seen whole by the redaction.
+const TOO_LONG_HEAD: usize = 4 * TEXT_CUT;
 
 /// The lines of one input: a UTF-8 byte-order mark at its start is dropped, as are line ends
 /// (`\n` or `\r\n`); a line over `max` bytes is skipped as it is read, not held whole.
@@ -354,8 +720,11 @@ impl<R: BufRead> Iterator for InputLines<R> {
             length += chunk.len();
             if length <= self.max {
                 line.extend_from_slice(chunk);
+            } else if line.len() < TOO_LONG_HEAD {
+                let room = TOO_LONG_HEAD - line.len();
+                line.extend_from_slice(&chunk[..room.min(chunk.len())]);
             } else {
-                line = Vec::new();
+                line.truncate(TOO_LONG_HEAD);
             }
             let used = chunk.len() + usize::from(found);
             self.reader.consume(used);
@@ -374,44 +743,156 @@ impl<R: BufRead> Iterator for InputLines<R> {
                 length -= 3;
             }
         }
-        if line.last() == Some(&b'\r') {
+        if length <= self.max && line.last() == Some(&b'\r') {
             line.pop();
             length -= 1;
         }
         if length > self.max {
-            return Some(Ok(InputLine::TooLong(length)));
+            line.truncate(TOO_LONG_HEAD);
+            return Some(Ok(InputLine::TooLong {
+                bytes: length,
+                head: line,
+            }));
         }
         Some(Ok(match String::from_utf8(line) {
             Ok(text) => InputLine::Text(text),
-            Err(_) => InputLine::NotUtf8,
+            Err(e) => InputLine::NotUtf8(e.into_bytes()),
         }))
     }
 }
 
-/// A request from one input line; `None` for blank lines and comments.
+enum Parsed {
+    Skip,
+    Request(Request),
+    Malformed(Malformed),
+}
+
+/// A line that is not a request: why, its text (not yet redacted or cut), and its id when it
+/// is a JSON object that has one, so that its record can be matched to its row.
+struct Malformed {
+    message: String,
+    text: String,
+    id: Option<serde_json::Value>,
+}
+
+impl Malformed {
+    fn new(message: String, text: String) -> Self {
+        let id = text
+            .trim_start()
+            .starts_with('{')
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten()
+            .and_then(|mut spec| spec.get_mut("id").map(serde_json::Value::take));
+        Self { message, text, id }
+    }
+
+    /// The record's own keys, as a JSON object: `id` if known, `ok`, `error` and `text`.
+    fn record(&self, message: &str) -> String {
+        let text = parfetch::redact_text(&self.text);
+        let mut body = String::from("{");
+        if let Some(id) = &self.id {
+            body.push_str(&format!("\"id\":{id},"));
+        }
+        body.push_str(&format!(
+            r#""ok":false,"error":{{"kind":"malformed","message":{}}},"text":{}}}"#,
+            json_string(&cut(message, 4 * TEXT_CUT)),
+            json_string(&cut(&text, TEXT_CUT)),
+        ));
+        body
+    }
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, `...` marking a cut.
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end]).into()
+}
+
+/// A request from one input line, or why it is none.
 fn parse_line(
-    line: &str,
+    line: InputLine,
     method: &Method,
     headers: &[(String, String)],
-) -> Result<Option<Request>, String> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return Ok(None);
-    }
-    let mut request = if line.starts_with('{') {
-        Request::from_json(line).map_err(|e| format!("bad request spec: {e}"))?
-    } else {
-        if line.contains(char::is_whitespace) {
-            return Err(format!("not a URL: {line:?}"));
+    max_line_bytes: usize,
+) -> Parsed {
+    let line = match line {
+        InputLine::Text(line) => line,
+        InputLine::NotUtf8(bytes) => {
+            return Parsed::Malformed(Malformed::new(
+                "not UTF-8 text".to_owned(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
         }
-        Request::new(method.clone(), line)
+        InputLine::TooLong { bytes, head } => {
+            return Parsed::Malformed(Malformed::new(
+                format!("a line of {bytes} bytes or more, over --max-line-bytes {max_line_bytes}"),
+                String::from_utf8_lossy(&head).into_owned(),
+            ));
+        }
     };
+    let trimmed = line.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Parsed::Skip;
+    }
+    let request = if trimmed.starts_with('{') {
+        match Request::from_json(trimmed) {
+            Ok(request) => match parfetch::Url::parse(request.url()) {
+                Ok(_) => request,
+                Err(e) => {
+                    return Parsed::Malformed(Malformed::new(
+                        format!("bad request spec: url: {e}"),
+                        line,
+                    ));
+                }
+            },
+            Err(e) => {
+                return Parsed::Malformed(Malformed::new(format!("bad request spec: {e}"), line));
+            }
+        }
+    } else if trimmed.contains(char::is_whitespace) {
+        return Parsed::Malformed(Malformed::new(
+            "not a URL: it holds spaces".to_owned(),
+            line,
+        ));
+    } else if let Err(e) = parfetch::Url::parse(trimmed) {
+        return Parsed::Malformed(Malformed::new(format!("not a URL: {e}"), line));
+    } else {
+        Request::new(method.clone(), trimmed)
+    };
+    let mut request = request;
     for (name, value) in headers {
         if !request.headers().contains_key(name.as_str()) {
             request = request.header(name, value);
         }
     }
-    Ok(Some(request))
+    Parsed::Request(request)
+}
+
+/// A record: `line` and, with several inputs, `input`, then the keys of `body` (a JSON object).
+fn record(line: u64, input: &Option<String>, body: &str) -> String {
+    let mut record = format!("{{\"line\":{line}");
+    if let Some(input) = input {
+        record.push_str(",\"input\":");
+        record.push_str(&json_string(input));
+    }
+    match body.strip_prefix('{') {
+        Some("}") | None => record.push('}'),
+        Some(rest) => {
+            record.push(',');
+            record.push_str(rest);
+        }
+    }
+    record
 }
 
 /// One output record and what the summary needs to know of it.
@@ -425,8 +906,8 @@ enum Tally {
     Exception { kind: &'static str },
 }
 
-fn to_line(outcome: FetchResult) -> Line {
-    let (json, tally) = match &outcome {
+fn to_line(outcome: &FetchResult) -> Line {
+    let (json, tally) = match outcome {
         Ok(response) => (
             serde_json::to_string(response),
             Tally::Response {
@@ -442,30 +923,41 @@ fn to_line(outcome: FetchResult) -> Line {
         ),
     };
     let json = json.unwrap_or_else(|e| {
-        format!(r#"{{"ok":false,"error":{{"kind":"record","message":"{e}"}}}}"#)
+        format!(
+            r#"{{"ok":false,"error":{{"kind":"record","message":{}}}}}"#,
+            json_string(&e.to_string())
+        )
     });
     Line { json, tally }
 }
 
 struct Summary {
+    lines: u64,
+    skipped: u64,
+    malformed: u64,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
-    malformed: u64,
     latency_us: Histogram<u64>,
     wall: Duration,
     /// The proxies requests may have gone through.
     proxies: Vec<String>,
+    exit: Exit,
+    fatal: Option<String>,
 }
 
 impl Summary {
     fn new() -> Self {
         Self {
+            lines: 0,
+            skipped: 0,
+            malformed: 0,
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
-            malformed: 0,
             latency_us: Histogram::new(3).expect("3 significant figures is valid"),
             wall: Duration::ZERO,
             proxies: Vec::new(),
+            exit: Exit::Ok,
+            fatal: None,
         }
     }
 
@@ -487,6 +979,40 @@ impl Summary {
         self.errors.is_empty() && self.malformed == 0
     }
 
+    fn latency_ms(&self, quantile: f64) -> f64 {
+        self.latency_us.value_at_quantile(quantile) as f64 / 1e3
+    }
+
+    fn write_json(&self, file: File) -> io::Result<()> {
+        let latency = if self.latency_us.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!({
+                "p50": self.latency_ms(0.50),
+                "p90": self.latency_ms(0.90),
+                "p99": self.latency_ms(0.99),
+                "max": self.latency_us.max() as f64 / 1e3,
+            })
+        };
+        let summary = serde_json::json!({
+            "lines": self.lines,
+            "blank_or_comment": self.skipped,
+            "malformed": self.malformed,
+            "responses": self.statuses.values().sum::<u64>(),
+            "responses_by_status": self.statuses.iter().map(|(s, n)| (s.to_string(), n)).collect::<BTreeMap<_, _>>(),
+            "exceptions": self.errors.values().sum::<u64>(),
+            "exceptions_by_kind": self.errors,
+            "latency_ms": latency,
+            "wall_seconds": self.wall.as_secs_f64(),
+            "exit_code": self.exit as u8,
+            "fatal": self.fatal,
+        });
+        let mut file = BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut file, &summary)?;
+        file.write_all(b"\n")?;
+        file.flush()
+    }
+
     fn print(&self) {
         let responses: u64 = self.statuses.values().sum();
         let exceptions: u64 = self.errors.values().sum();
@@ -498,6 +1024,10 @@ impl Summary {
             total as f64 / seconds,
             self.malformed
         );
+        eprintln!(
+            "  {} lines read, {} blank or comments",
+            self.lines, self.skipped
+        );
         if !self.proxies.is_empty() {
             eprintln!("  through proxies: {}", self.proxies.join(", "));
         }
@@ -508,12 +1038,11 @@ impl Summary {
                 .map(|(s, n)| format!("{s}: {n}"))
                 .collect();
             eprintln!("  by status: {}", statuses.join(", "));
-            let ms = |q: f64| self.latency_us.value_at_quantile(q) as f64 / 1e3;
             eprintln!(
                 "  latency: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
-                ms(0.50),
-                ms(0.95),
-                ms(0.99)
+                self.latency_ms(0.50),
+                self.latency_ms(0.95),
+                self.latency_ms(0.99)
             );
         }
         if !self.errors.is_empty() {
