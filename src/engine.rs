@@ -188,9 +188,12 @@ fn work<S: Sink>(
     let session = match fetcher.session_here() {
         Ok(session) => session,
         Err(reason) => {
+            // This worker's hosts go to workers that can send; the last one left fails all.
             let mut next = Some(first);
-            while let Some(Job { index, request }) =
-                next.take().or_else(|| schedule.take_blocking(worker))
+            let retired = schedule.retire(worker);
+            while let Some(Job { index, request }) = next
+                .take()
+                .or_else(|| (!retired).then(|| schedule.take_blocking(worker)).flatten())
             {
                 let error = fetcher
                     .check(&request)

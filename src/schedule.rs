@@ -55,6 +55,8 @@ struct State {
     queued: usize,
     /// The home of each host seen lately.
     homes: HashMap<u64, usize>,
+    /// Per worker: it cannot send (its session failed to build) and takes no more jobs.
+    retired: Vec<bool>,
     /// A queue longer than this holds more than its worker will take soon.
     backlog: usize,
     closed: bool,
@@ -89,6 +91,7 @@ impl Schedule {
                 queues: (0..workers).map(|_| VecDeque::new()).collect(),
                 queued: 0,
                 homes: HashMap::new(),
+                retired: vec![false; workers],
                 backlog: 2 * capacity / workers,
                 closed: false,
             }),
@@ -200,6 +203,32 @@ impl Schedule {
         }
     }
 
+    /// Takes `worker` out of the schedule (it cannot send): its queued jobs and hosts go to the
+    /// others. `false`, and nothing changes, if it is the last worker left: it must take
+    /// everything then.
+    pub(crate) fn retire(&self, worker: usize) -> bool {
+        let mut state = self.lock();
+        let left = state.retired.iter().filter(|retired| !**retired).count();
+        if left <= 1 || state.retired[worker] {
+            return left > 1;
+        }
+        state.retired[worker] = true;
+        state.homes.retain(|_, home| *home != worker);
+        let orphans = std::mem::take(&mut state.queues[worker]);
+        let mut woken = Vec::new();
+        for queued in orphans {
+            let home = state.home_of(queued.key);
+            state.queues[home].push_back(queued);
+            woken.push(home);
+        }
+        drop(state);
+        woken.dedup();
+        for home in woken {
+            self.wake[home].notify_one();
+        }
+        true
+    }
+
     fn host_key(&self, request: &Request) -> Option<u64> {
         let url = request.checked_url().ok()?;
         Some(
@@ -215,6 +244,7 @@ impl State {
     fn home_of(&mut self, key: Option<u64>) -> usize {
         let least_busy = || {
             (0..self.queues.len())
+                .filter(|worker| !self.retired[*worker])
                 .min_by_key(|worker| self.queues[*worker].len())
                 .unwrap_or(0)
         };
@@ -233,6 +263,9 @@ impl State {
     }
 
     fn take(&mut self, worker: usize, now: Instant) -> Take {
+        if self.retired[worker] {
+            return Take::Wait(None);
+        }
         if let Some(Queued { job, .. }) = self.queues[worker].pop_front() {
             self.queued -= 1;
             return Take::Job(job);
