@@ -414,3 +414,36 @@ fn opted_in_headers_go_to_another_origin_but_never_over_a_downgrade() {
     assert!(echo["headers"].get("x-trace").is_none(), "{echo}");
     assert_eq!(echo["headers"]["accept"], "application/json");
 }
+
+/// The command's `--max-redirects`: 0 writes the 3xx as the record; too many is a usage error
+/// in the option's words.
+#[cfg(feature = "cli")]
+#[test]
+fn the_command_takes_max_redirects() {
+    let server = TestServer::start();
+    let run = |args: &[&str]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parfetch"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let line = format!("{}\n", server.url("/redirect"));
+        // A usage error ends the command before it reads its input.
+        let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), line.as_bytes());
+        child.wait_with_output().unwrap()
+    };
+    for (max, status) in [("0", 302), ("1", 200)] {
+        let output = run(&["--max-redirects", max]);
+        let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(record["status"], status, "{record}");
+    }
+    let output = run(&["--max-redirects", "1000"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--max-redirects must be from 0 to 100, not 1000"),
+        "{stderr}"
+    );
+}
