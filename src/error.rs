@@ -104,17 +104,17 @@ pub enum FetchError {
         timeout: Duration,
     },
 
-    /// Following redirects failed (too many of them, or a bad `Location`).
+    /// A redirect could not be followed: more hops than
+    /// [`max_redirects`](crate::FetcherBuilder::max_redirects), a 3xx answer without a usable
+    /// `Location`, or a `Location` with a scheme other than `http` and `https` or a host outside
+    /// the [`allowed_hosts`](crate::FetcherBuilder::allowed_hosts). Nothing was sent to that
+    /// `Location`; sending the request again would end the same way.
     #[error("redirect from {url} failed: {reason}")]
     Redirect {
         /// The URL as given.
         url: String,
-        /// The innermost cause, in words.
+        /// Why the redirect was not followed, in words (a password in its URL redacted).
         reason: String,
-        /// The client's error, for what it tells beyond `reason`. Not returned by
-        /// [`source`](std::error::Error::source): the message says its cause already, and
-        /// reporters that print the chain would say it twice.
-        client: reqwest::Error,
     },
 
     /// The exchange failed after connecting: the server closed or reset the connection, or sent
@@ -275,12 +275,6 @@ impl FetchError {
         let reason = innermost_cause(&error);
         if error.is_connect() {
             Self::Connect {
-                url,
-                reason,
-                client: error,
-            }
-        } else if error.is_redirect() {
-            Self::Redirect {
                 url,
                 reason,
                 client: error,

@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::engine::{self, ToThread, Window};
 use crate::limits::HostLimits;
+use crate::redirect::Hop;
 use crate::session::{Session, SessionHooks};
 use crate::tls::SharedTls;
 use crate::{
@@ -84,6 +85,11 @@ struct Settings {
     max_per_host: Option<usize>,
     per_host_rate: Option<f64>,
     max_body_bytes: u64,
+    max_redirects: usize,
+    /// Headers that go along on redirects to other origins, beyond `redirect::SAFE_HEADERS`.
+    redirect_keeps: Vec<reqwest::header::HeaderName>,
+    /// A `redirect_keeps_header` name that is no header name, refused by `build`.
+    invalid_redirect_header: Option<String>,
     hooks: SessionHooks,
     on_progress: Option<ProgressHook>,
 }
@@ -129,24 +135,25 @@ impl Settings {
         host_allowed(self.allowed_hosts.as_deref(), url)
     }
 
-    /// reqwest's default (up to 10 redirects), refusing hosts outside the allow-list.
-    fn redirect_policy(&self) -> reqwest::redirect::Policy {
-        let Some(hosts) = self.allowed_hosts.clone() else {
-            return reqwest::redirect::Policy::default();
-        };
-        reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 10 {
-                attempt.error("too many redirects")
-            } else if host_allowed(Some(&hosts), attempt.url()) {
-                attempt.follow()
-            } else {
-                let refused = format!(
-                    "redirect to {} refused: its host is not in the allow-list",
-                    crate::redact::url(attempt.url().as_str())
-                );
-                attempt.error(refused)
-            }
-        })
+    /// The fetcher's own client settings, applied to a session's base builder before the
+    /// hooks run.
+    fn client_settings(&self, base: ClientBuilder) -> ClientBuilder {
+        let base = base
+            .connect_timeout(self.connect_timeout)
+            // A server that does not acknowledge the bytes of a request within the
+            // connect timeout is as unreachable as one that does not accept it.
+            .tcp_user_timeout(self.connect_timeout)
+            // The original sends no Referer, and a URL's query may hold a key.
+            .referer(false);
+        match &self.proxy {
+            ProxySetting::FromEnvironment => base,
+            ProxySetting::Off => base.no_proxy(),
+            ProxySetting::To(proxy) => match proxy.as_ref() {
+                Ok((proxy, _)) => base.proxy(proxy.clone()),
+                // Refused by `build`.
+                Err(_) => base,
+            },
+        }
     }
 }
 
@@ -229,6 +236,9 @@ impl Default for Settings {
             max_per_host: None,
             per_host_rate: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
+            max_redirects: Fetcher::DEFAULT_MAX_REDIRECTS,
+            redirect_keeps: Vec::new(),
+            invalid_redirect_header: None,
             hooks: SessionHooks::default(),
             on_progress: None,
         }
@@ -244,6 +254,13 @@ impl Fetcher {
 
     /// The largest response body read, unless set otherwise: 16 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+    /// The most redirects a request follows unless told otherwise: 10, as reqwest and browsers.
+    /// See [`FetcherBuilder::max_redirects`].
+    pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+
+    /// The most redirects a fetcher may be told to follow: 100 (curl's default is 50).
+    pub const MAX_REDIRECTS: usize = 100;
 
     /// The number of requests a fetcher keeps in flight unless told otherwise: 64, near curl
     /// `--parallel`'s 50 and httpx's 100. See [`FetcherBuilder::concurrency`].
@@ -390,23 +407,7 @@ impl Fetcher {
             .get_or(|| {
                 let settings = &shared.settings;
                 Session::build(&settings.hooks, &shared.tls, self.session_slots(), |base| {
-                    let base = base
-                        .connect_timeout(settings.connect_timeout)
-                        // A server that does not acknowledge the bytes of a request within the
-                        // connect timeout is as unreachable as one that does not accept it.
-                        .tcp_user_timeout(settings.connect_timeout)
-                        .redirect(settings.redirect_policy())
-                        // The original sends no Referer, and a URL's query may hold a key.
-                        .referer(false);
-                    match &settings.proxy {
-                        ProxySetting::FromEnvironment => base,
-                        ProxySetting::Off => base.no_proxy(),
-                        ProxySetting::To(proxy) => match proxy.as_ref() {
-                            Ok((proxy, _)) => base.proxy(proxy.clone()),
-                            // Refused by `build`.
-                            Err(_) => base,
-                        },
-                    }
+                    settings.client_settings(base)
                 })
             })
             .as_ref()
@@ -430,30 +431,81 @@ impl Fetcher {
             })
     }
 
-    /// Sends `request` on `session` until it succeeds or the retry policy gives up.
+    /// Sends `request` on `session`, following its redirects hop by hop, until a hop answers
+    /// with a response or the retry policy gives up on one.
+    ///
+    /// Each hop is a request of its own to its host: it takes that host's slot and turn, then an
+    /// in-flight slot, and the retry policy applies to it alone (a failed hop is sent again, not
+    /// the chain). The hops of one pass share the request's timeout; a retry has all of it again.
     async fn run(&self, session: &Session, request: Request) -> FetchResult {
         let settings = &self.shared.settings;
         let timeout = request.timeout_override().unwrap_or(settings.timeout);
         let started = Instant::now();
-        let mut attempts = 0;
+        let first_url = match request.checked_url() {
+            Ok(url) => url.clone(),
+            Err(error) => return self.finish(Err(ThreadException::new(request, error, 0))),
+        };
+        let url_for_messages = request.url_for_messages().into_owned();
+        let mut hop = Hop::first(&request, &first_url);
+        let mut budget = timeout;
+        // Times a hop was sent; `sends - hop.number` are the request's attempts.
+        let mut sends = 0;
+        let mut hop_attempts = 0;
         let mut unheard = 0;
         loop {
-            attempts += 1;
-            let received = match request.checked_url() {
-                Ok(url) => {
-                    // The host's slot and turn first: a request waiting for them holds no
-                    // in-flight slot, so requests to other hosts go on meanwhile.
-                    let _admission = session
-                        .waiting_for(self.shared.host_limits.admit(url))
-                        .await;
-                    let _slot = session.slots.acquire().await;
-                    let _in_flight = self.shared.in_flight.acquire().await;
-                    session
-                        .send(&request, url, timeout, settings.max_body_bytes)
+            sends += 1;
+            hop_attempts += 1;
+            let received = {
+                // The host's slot and turn first: a request waiting for them holds no
+                // in-flight slot, so requests to other hosts go on meanwhile.
+                let _admission = session
+                    .waiting_for(self.shared.host_limits.admit(&hop.url))
+                    .await;
+                let _slot = session.slots.acquire().await;
+                let _in_flight = self.shared.in_flight.acquire().await;
+                let sending = Instant::now();
+                let received = match self.hop_request(session, &request, &first_url, &hop) {
+                    Ok((client, outgoing)) => {
+                        let limits = (budget, timeout);
+                        Session::send(
+                            client,
+                            outgoing,
+                            &url_for_messages,
+                            limits,
+                            settings.max_body_bytes,
+                        )
                         .await
-                }
-                Err(error) => Err(error),
+                    }
+                    Err(error) => Err(error),
+                };
+                budget = budget.saturating_sub(sending.elapsed());
+                received
             };
+            let attempts = sends - u32::try_from(hop.number).unwrap_or(u32::MAX);
+            if let Ok(answer) = &received {
+                let allowed = |url: &Url| settings.allows(url);
+                match hop.next(
+                    answer.status,
+                    &answer.headers,
+                    &first_url,
+                    settings.max_redirects,
+                    allowed,
+                ) {
+                    Ok(Some(next)) => {
+                        hop = next;
+                        (hop_attempts, unheard) = (0, 0);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        let error = FetchError::Redirect {
+                            url: url_for_messages,
+                            reason,
+                        };
+                        return self.finish(Err(ThreadException::new(request, error, attempts)));
+                    }
+                }
+            }
             let outcome = match received {
                 Ok(received) => Ok(ThreadResponse::new(
                     request.clone(),
@@ -469,18 +521,43 @@ impl Fetcher {
             if outcome
                 .as_ref()
                 .is_err_and(|e| e.error().was_never_acknowledged())
-                && crate::retry::is_idempotent(request.method())
+                && crate::retry::is_idempotent(&hop.method)
                 && unheard < Self::UNHEARD_RESENDS
             {
                 unheard += 1;
                 continue;
             }
             let retry = settings.retry.as_ref();
-            match retry.and_then(|policy| policy.delay_before_retry(attempts, &outcome)) {
-                Some(delay) => session.waiting_for(tokio::time::sleep(delay)).await,
+            match retry.and_then(|policy| policy.delay_before_retry(hop_attempts, &outcome)) {
+                Some(delay) => {
+                    session.waiting_for(tokio::time::sleep(delay)).await;
+                    budget = timeout;
+                }
                 None => return self.finish(outcome),
             }
         }
+    }
+
+    /// The client that sends `hop` of `request` and what it sends (see `crate::redirect`).
+    fn hop_request<'s>(
+        &self,
+        session: &'s Session,
+        request: &Request,
+        first_url: &Url,
+        hop: &Hop,
+    ) -> Result<(&'s reqwest::Client, reqwest::Request), FetchError> {
+        let shared = &*self.shared;
+        let settings = &shared.settings;
+        let client = session
+            .client_for(hop.same_origin, &settings.hooks, &shared.tls, |base| {
+                settings.client_settings(base)
+            })
+            .map_err(|reason| session_error(request, &reason))?;
+        let built = session.client_request(request, first_url)?;
+        Ok((
+            client,
+            hop.outgoing(request, built, &settings.redirect_keeps),
+        ))
     }
 
     /// Counts a final outcome and shows it to the progress hook.
@@ -904,6 +981,8 @@ impl fmt::Debug for Fetcher {
             .field("max_per_host", &settings.max_per_host)
             .field("per_host_rate", &settings.per_host_rate)
             .field("max_body_bytes", &settings.max_body_bytes)
+            .field("max_redirects", &settings.max_redirects)
+            .field("redirect_keeps", &settings.redirect_keeps)
             .field("hooks", &settings.hooks)
             .field("sessions", &self.session_count())
             .field("tls", &self.shared.tls)
@@ -1021,7 +1100,7 @@ impl FetcherBuilder {
         self
     }
 
-    /// Restricts requests, redirects included, to these hosts (names or IP addresses, without
+    /// Restricts requests, every redirect hop included, to these hosts (names or IP addresses, without
     /// port). It checks where requests are meant to go, not the way they take: a proxy from the
     /// environment still sees them (see [`no_proxy`](Self::no_proxy)). Entries and URLs are compared the way URLs are normalised: case-insensitively,
     /// names in their IDNA (punycode) form and without a trailing dot, IPv4 addresses in any
@@ -1164,6 +1243,56 @@ impl FetcherBuilder {
         self
     }
 
+    /// Follows at most `n` redirects per request ([`Fetcher::DEFAULT_MAX_REDIRECTS`] unless
+    /// set); one more is a [`FetchError::Redirect`]. `0` follows none: a 3xx answer is the
+    /// response. [`build`](Self::build) refuses more than [`Fetcher::MAX_REDIRECTS`].
+    ///
+    /// parfetch follows redirects itself, whatever redirect policy a session hook sets: each
+    /// hop is checked against [`allowed_hosts`](Self::allowed_hosts), waits for its own host's
+    /// [`max_per_host`](Self::max_per_host) slot and [`per_host_rate`](Self::per_host_rate) turn,
+    /// and is retried on its own by the [`retry`](Self::retry) policy. The hops share the
+    /// request's [`timeout`](Self::timeout). 301, 302 and 303 turn any method but `GET` and
+    /// `HEAD` into `GET` and drop the body; 307 and 308 send the same method and body again.
+    /// A hop to another origin (scheme, host or port) carries only `User-Agent`, `Accept`,
+    /// `Accept-Language`, `Accept-Encoding`, the body's headers when the body goes along, and
+    /// the headers named with [`redirect_keeps_header`](Self::redirect_keeps_header).
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder().max_redirects(0).build()?;
+    /// let error = parfetch::Fetcher::builder().max_redirects(1000).build().unwrap_err();
+    /// assert_eq!(error.to_string(), "max_redirects must be from 0 to 100, not 1000");
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.settings.max_redirects = n;
+        self
+    }
+
+    /// Lets the request header `name` go along on redirects to other origins, which otherwise
+    /// carry only the safe headers listed at [`max_redirects`](Self::max_redirects); never over
+    /// `http` once a redirect chain has been on `https`. Call it once per header. A name that is
+    /// no header name is refused by [`build`](Self::build).
+    ///
+    /// It concerns headers set on the [`Request`]: a session's default headers (set by the
+    /// [`initializer`](Self::initializer) or [`auth_generator`](Self::auth_generator)) never
+    /// leave the request's origin, because hops to other origins are sent by a client built
+    /// without those two hooks.
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .redirect_keeps_header("x-trace-id")
+    ///     .build()?;
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn redirect_keeps_header(mut self, name: impl AsRef<str>) -> Self {
+        let name = name.as_ref();
+        match reqwest::header::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(name) => self.settings.redirect_keeps.push(name),
+            Err(_) => self.settings.invalid_redirect_header = Some(name.to_owned()),
+        }
+        self
+    }
+
     /// Replaces the base client builder of each session: the original's `session` argument.
     ///
     /// parfetch's own base shares one TLS configuration between all sessions of the fetcher.
@@ -1177,9 +1306,15 @@ impl FetcherBuilder {
         self
     }
 
-    /// Configures each new session (headers, proxies, redirect policy, ...): the original's
-    /// `initializer`. It gets the client builder and returns it, as the Python callback must
-    /// return the session.
+    /// Configures each new session (headers, proxies, ...): the original's `initializer`. It
+    /// gets the client builder and returns it, as the Python callback must return the session.
+    ///
+    /// Its settings apply to requests and to redirects that stay at the request's origin.
+    /// Redirects to other origins are sent by a client of the same session built without it
+    /// and the [`auth_generator`](Self::auth_generator), so that the default headers they set
+    /// (credentials, a user agent) never leave the origin; put a header that must go along on
+    /// the [`Request`] and name it with [`redirect_keeps_header`](Self::redirect_keeps_header).
+    /// A redirect policy set here has no effect: see [`max_redirects`](Self::max_redirects).
     ///
     /// The builder it gets carries the fetcher's shared TLS configuration, which TLS settings
     /// (extra root certificates, client identities) do not change: make those in a
@@ -1195,8 +1330,8 @@ impl FetcherBuilder {
     /// Gives each new session its credentials, after the initializer: the original's
     /// `auth_generator`. Per-request credentials go on the [`Request`] instead.
     ///
-    /// Note that reqwest's `default_headers` replaces earlier default headers: set all of them
-    /// in one hook.
+    /// Its default headers go only to the request's origin, redirects included (see
+    /// [`initializer`](Self::initializer)).
     pub fn auth_generator<F>(mut self, auth_generator: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -1290,6 +1425,20 @@ impl FetcherBuilder {
                 "allowed_hosts",
                 format!("{entry:?}"),
                 "host names or IP addresses, without scheme or port",
+            );
+        }
+        if settings.max_redirects > Fetcher::MAX_REDIRECTS {
+            return refuse(
+                "max_redirects",
+                settings.max_redirects.to_string(),
+                &format!("from 0 to {}", Fetcher::MAX_REDIRECTS),
+            );
+        }
+        if let Some(name) = &settings.invalid_redirect_header {
+            return refuse(
+                "redirect_keeps_header",
+                format!("{name:?}"),
+                "a header name",
             );
         }
         if let Some(rate) = settings.per_host_rate {

@@ -121,6 +121,7 @@ mod outcome;
 mod par;
 mod pool;
 mod redact;
+mod redirect;
 mod request;
 mod retry;
 mod schedule;
@@ -136,8 +137,9 @@ pub use par::{Fetch, FetchAll, FetchResult};
 pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
 pub use redact::redact_text;
 pub use request::Request;
-/// The reqwest version parfetch is built on, for session hooks (`reqwest::Certificate`, proxies,
-/// redirect policies...).
+/// The reqwest version parfetch is built on, for session hooks (`reqwest::Certificate`,
+/// proxies...). A redirect policy set in a hook has no effect: parfetch follows redirects
+/// itself (see [`FetcherBuilder::max_redirects`]).
 pub use reqwest;
 pub use reqwest::{ClientBuilder, Method, StatusCode, header};
 pub use retry::RetryPolicy;

@@ -46,6 +46,11 @@ impl fmt::Debug for SessionHooks {
 /// fetcher's requests in flight.
 pub(crate) struct Session {
     client: reqwest::Client,
+    /// The client for hops to another origin than the request's: built on the first such hop,
+    /// without the `initializer` and `auth_generator` hooks, so without the default headers
+    /// they may have set (see `crate::redirect`). `None` inside: the hooks were not set, and
+    /// `client` serves every origin.
+    cross_origin: std::sync::OnceLock<Result<Option<reqwest::Client>, String>>,
     /// Requests this session may send at once. A worker's share of the fetcher's concurrency:
     /// each request in flight may hold a connection of the session's own pool, so the shares
     /// keep a fetcher's connections near its concurrency, however the work falls on workers.
@@ -94,7 +99,8 @@ impl Session {
     /// Builds a session: constructor, then initializer, then auth generator, each of which may
     /// panic without taking the worker down. The error says which step failed.
     /// `fetcher_settings` applies the fetcher's own client settings to the base builder, before
-    /// the user's hooks, so that hooks can still override them.
+    /// the user's hooks, so that hooks can still override them; but not the redirect policy,
+    /// which is always none, set after the hooks: parfetch follows redirects itself.
     pub(crate) fn build(
         hooks: &SessionHooks,
         tls: &SharedTls,
@@ -106,11 +112,7 @@ impl Session {
             .build()
             .map_err(|error| format!("could not start the worker's I/O runtime: {error}"))?;
 
-        let base = match &hooks.session {
-            Some(constructor) => call_hook("session constructor", || constructor())?,
-            None => reqwest::Client::builder().tls_backend_preconfigured(tls.config()?),
-        };
-        let base = fetcher_settings(base);
+        let base = fetcher_settings(base_builder(hooks, tls)?);
         let initialized = match &hooks.initializer {
             Some(initializer) => call_hook("initializer", || initializer(base))?,
             None => base,
@@ -123,34 +125,72 @@ impl Session {
         // The client's connection pool spawns onto the runtime current at build time.
         let client = {
             let _entered = runtime.enter();
-            authenticated
-                .build()
-                .map_err(|error| format!("the configured client failed to build: {error}"))?
+            build_client(authenticated)?
         };
+        let cross_origin = std::sync::OnceLock::new();
+        if hooks.initializer.is_none() && hooks.auth_generator.is_none() {
+            let _ = cross_origin.set(Ok(None));
+        }
         Ok(Self {
             client,
+            cross_origin,
             slots: tokio::sync::Semaphore::new(slots),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             runtime: Some(runtime),
         })
     }
 
-    /// Sends `request` to `url` and reads the whole body, within `timeout` and `max_body_bytes`.
-    /// The future must be polled by [`block_on`](Self::block_on) of this same session.
-    pub(crate) async fn send(
+    /// `request` in the client's form, for its URL `url` (checked).
+    pub(crate) fn client_request(
         &self,
         request: &Request,
         url: &Url,
-        timeout: Duration,
+    ) -> Result<reqwest::Request, FetchError> {
+        request
+            .to_client_request(&self.client, url)
+            .build()
+            .map_err(|error| FetchError::from_client(&request.url_for_messages(), error))
+    }
+
+    /// The client that sends a hop to the request's own origin (`same_origin`) or to another
+    /// one; the latter is built on first use, from the base that `base_settings` completes.
+    pub(crate) fn client_for(
+        &self,
+        same_origin: bool,
+        hooks: &SessionHooks,
+        tls: &SharedTls,
+        base_settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    ) -> Result<&reqwest::Client, String> {
+        if same_origin {
+            return Ok(&self.client);
+        }
+        let cross_origin = self.cross_origin.get_or_init(|| {
+            let base = base_settings(base_builder(hooks, tls)?);
+            let _entered = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
+            build_client(base).map(Some)
+        });
+        match cross_origin {
+            Ok(client) => Ok(client.as_ref().unwrap_or(&self.client)),
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+
+    /// Sends `outgoing` with `client` and reads the whole body, within `budget` and
+    /// `max_body_bytes`; running out of time is a [`FetchError::Timeout`] of `timeout`, the
+    /// request's. The future must be polled by [`block_on`](Self::block_on) of this session.
+    pub(crate) async fn send(
+        client: &reqwest::Client,
+        outgoing: reqwest::Request,
+        url_for_messages: &str,
+        (budget, timeout): (Duration, Duration),
         max_body_bytes: u64,
     ) -> Result<Received, FetchError> {
-        let pending = request.to_client_request(&self.client, url);
-        let url = request.url_for_messages();
-        tokio::time::timeout(timeout, receive(pending, &url, max_body_bytes))
+        let pending = client.execute(outgoing);
+        tokio::time::timeout(budget, receive(pending, url_for_messages, max_body_bytes))
             .await
             .unwrap_or_else(|_elapsed| {
                 Err(FetchError::Timeout {
-                    url: url.clone().into_owned(),
+                    url: url_for_messages.to_owned(),
                     timeout,
                 })
             })
@@ -184,14 +224,31 @@ impl Session {
     }
 }
 
+/// The base client builder of a session: the constructor's, or parfetch's own.
+fn base_builder(hooks: &SessionHooks, tls: &SharedTls) -> Result<ClientBuilder, String> {
+    match &hooks.session {
+        Some(constructor) => call_hook("session constructor", || constructor()),
+        None => Ok(reqwest::Client::builder().tls_backend_preconfigured(tls.config()?)),
+    }
+}
+
+/// Builds a configured client, with parfetch's redirect policy as the last word: whatever a
+/// hook set, reqwest follows nothing, and `Fetcher::run` follows each hop itself.
+fn build_client(configured: ClientBuilder) -> Result<reqwest::Client, String> {
+    configured
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|error| format!("the configured client failed to build: {error}"))
+}
+
 async fn receive(
-    pending: reqwest::RequestBuilder,
+    pending: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
     url_as_given: &str,
     max_body_bytes: u64,
 ) -> Result<Received, FetchError> {
     let client_error = |error| FetchError::from_client(url_as_given, error);
 
-    let mut response = pending.send().await.map_err(client_error)?;
+    let mut response = pending.await.map_err(client_error)?;
     let declared_length = response.content_length();
     if declared_length.is_some_and(|length| length > max_body_bytes) {
         return Err(FetchError::BodyTooLarge {

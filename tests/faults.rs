@@ -389,26 +389,38 @@ fn a_small_server_with_a_full_accept_queue_answers_every_request_with_the_defaul
     );
 }
 
-/// A callback that a session hook installed (here a redirect policy) runs inside a request:
-/// when it panics, that item ends as a `Panicked` exception and every other item completes.
+/// A name resolver that panics: a callback that a session hook installs and that runs inside
+/// a request. (A redirect policy was one, until parfetch followed redirects itself.)
+struct PanickingResolver;
+
+impl parfetch::reqwest::dns::Resolve for PanickingResolver {
+    fn resolve(&self, _name: parfetch::reqwest::dns::Name) -> parfetch::reqwest::dns::Resolving {
+        panic!("the resolver fails")
+    }
+}
+
+fn panicking_resolver(session: parfetch::ClientBuilder) -> parfetch::ClientBuilder {
+    session.dns_resolver(std::sync::Arc::new(PanickingResolver))
+}
+
+/// When a callback that a session hook installed panics inside a request, that item ends as a
+/// `Panicked` exception and every other item completes.
 #[test]
-fn a_panicking_redirect_policy_costs_only_its_items() {
+fn a_panicking_hook_callback_costs_only_its_items() {
     let server = TestServer::start();
     let fetcher = Fetcher::builder()
         .num_processes(2)
-        .initializer(|session| {
-            session.redirect(parfetch::reqwest::redirect::Policy::custom(|_| {
-                panic!("the policy fails")
-            }))
-        })
+        .initializer(panicking_resolver)
         .build()
         .unwrap();
+    // Names go through the resolver; IP addresses do not.
     let urls: Vec<String> = (0..40)
         .map(|i| {
+            let url = server.url(&format!("/n/{i}"));
             if i % 4 == 0 {
-                server.url(&format!("/redirect?{i}"))
+                url.replace("127.0.0.1", "localhost")
             } else {
-                server.url(&format!("/n/{i}"))
+                url
             }
         })
         .collect();
@@ -423,7 +435,7 @@ fn a_panicking_redirect_policy_costs_only_its_items() {
         );
         assert_eq!(exception.error().kind(), "panicked");
         assert!(
-            exception.to_string().contains("the policy fails"),
+            exception.to_string().contains("the resolver fails"),
             "{exception}"
         );
     }
@@ -431,11 +443,7 @@ fn a_panicking_redirect_policy_costs_only_its_items() {
     // A Pool too: join_all returns with every outcome and nothing pending.
     let mut pool = parfetch::Pool::builder()
         .num_processes(2)
-        .initializer(|session| {
-            session.redirect(parfetch::reqwest::redirect::Policy::custom(|_| {
-                panic!("the policy fails")
-            }))
-        })
+        .initializer(panicking_resolver)
         .from_urls(&urls)
         .unwrap();
     pool.join_all();
@@ -444,17 +452,15 @@ fn a_panicking_redirect_policy_costs_only_its_items() {
 }
 
 #[test]
-fn a_panicking_redirect_policy_in_execute_is_an_exception_not_a_panic() {
+fn a_panicking_hook_callback_in_execute_is_an_exception_not_a_panic() {
     let server = TestServer::start();
     let fetcher = Fetcher::builder()
-        .initializer(|session| {
-            session.redirect(parfetch::reqwest::redirect::Policy::custom(|_| {
-                panic!("the policy fails")
-            }))
-        })
+        .initializer(panicking_resolver)
         .build()
         .unwrap();
-    let exception = fetcher.execute(server.url("/redirect")).unwrap_err();
+    let exception = fetcher
+        .execute(server.url("/n").replace("127.0.0.1", "localhost"))
+        .unwrap_err();
     assert!(
         matches!(exception.error(), FetchError::Panicked { .. }),
         "{exception}"

@@ -66,7 +66,7 @@ fn every_item_type_converts_into_a_request() {
 #[test]
 fn http_error_statuses_are_responses_not_exceptions() {
     let server = TestServer::start();
-    let urls: Vec<String> = [200, 301, 404, 500, 503]
+    let urls: Vec<String> = [200, 300, 404, 500, 503]
         .iter()
         .map(|code| server.url(&format!("/status/{code}")))
         .collect();
@@ -75,8 +75,8 @@ fn http_error_statuses_are_responses_not_exceptions() {
 
     assert!(exceptions.is_empty(), "{exceptions:?}");
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
-    // 301 without a Location is not followed: it is the response.
-    assert_eq!(statuses, [200, 301, 404, 500, 503]);
+    // 300 (Multiple Choices) is not followed: it is the response.
+    assert_eq!(statuses, [200, 300, 404, 500, 503]);
     assert_eq!(responses[2].text(), "status 404");
 }
 

@@ -93,6 +93,10 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = Fetcher::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: u64,
 
+    /// Redirects to follow per request, at most 100; 0 returns the 3xx response itself.
+    #[arg(long, value_name = "N", default_value_t = Fetcher::DEFAULT_MAX_REDIRECTS)]
+    max_redirects: usize,
+
     /// Send every request through this proxy (http:// or https://) instead of the ones the
     /// environment names (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY; NO_PROXY is honoured).
     #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
@@ -225,6 +229,7 @@ fn run(args: &Args) -> Result<(Summary, Option<Fatal>, Option<SummaryFile>), Str
         .timeout(seconds(args.timeout, "--timeout")?)
         .connect_timeout(seconds(args.connect_timeout, "--connect-timeout")?)
         .max_body_bytes(args.max_body_bytes)
+        .max_redirects(args.max_redirects)
         .progress_bar(bar.clone());
     if let Some(threads) = args.threads {
         builder = builder.num_processes(threads);
@@ -366,6 +371,7 @@ fn usage_of(error: &parfetch::BuildError) -> String {
         "timeout" => "--timeout",
         "connect_timeout" => "--connect-timeout",
         "proxy" => "--proxy",
+        "max_redirects" => "--max-redirects",
         other => other,
     };
     format!("{option} must be {allowed}, not {value}")

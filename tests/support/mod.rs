@@ -101,6 +101,7 @@ impl Stats {
 /// - `/echo`: the request as JSON (`method`, `path`, `query`, `headers`, `body`);
 /// - `/redirect`: `302` to `/echo`;
 /// - `/redirect-to?to={url}`: `302` to `url` (given unencoded);
+/// - `/redirect-with/{code}?to={url}`: that status, with `url` as its `Location` if given;
 /// - `/flaky/{key}?fail=N&status=S&retry-after=V`: fails the first `N` requests for `key`;
 /// - `/set-cookie/{value}`: sets the cookie `session={value}`;
 /// - anything else: `200` with body `ok {path}`.
@@ -324,6 +325,18 @@ async fn route(request: Request<Incoming>, stats: &Stats) -> Response<Full<Bytes
             )
             .body(Full::new(Bytes::new()))
             .expect("response"),
+        "redirect-with" => {
+            let mut response = Response::builder().status(
+                tail.parse()
+                    .ok()
+                    .and_then(|code| StatusCode::from_u16(code).ok())
+                    .unwrap_or(StatusCode::FOUND),
+            );
+            if let Some(to) = request.uri().query().and_then(|q| q.strip_prefix("to=")) {
+                response = response.header("location", to);
+            }
+            response.body(Full::new(Bytes::new())).expect("response")
+        }
         "redirect" => Response::builder()
             .status(StatusCode::FOUND)
             .header("location", "/echo")
@@ -532,13 +545,30 @@ pub fn refused_url() -> String {
 pub const TLS_CA_PEM: &[u8] = include_bytes!("tls-ca.pem");
 
 /// A loopback HTTPS server whose certificate is signed by the test CA, which no system trusts.
-/// Answers every request on a connection with `200 secure`, then closes.
+/// Answers every request on a connection with `200 secure` (or as made), then closes.
 pub struct TlsServer {
     raw: RawServer,
 }
 
 impl TlsServer {
     pub fn start() -> Self {
+        Self::answering(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nsecure".to_vec(),
+        )
+    }
+
+    /// A server that answers every request with `302 Found` to `location`.
+    pub fn redirecting_to(location: &str) -> Self {
+        Self::answering(
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .into_bytes(),
+        )
+    }
+
+    /// A server that answers every request with `answer`, in one write.
+    fn answering(answer: Vec<u8>) -> Self {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -569,9 +599,7 @@ impl TlsServer {
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = tls.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nsecure",
-            );
+            let _ = tls.write_all(&answer);
             tls.conn.send_close_notify();
             let _ = tls.flush();
         });
