@@ -272,7 +272,7 @@ impl FetchError {
     pub(crate) fn from_client(url: &str, error: reqwest::Error) -> Self {
         let url = url.to_owned();
         let error = error.without_url();
-        let reason = innermost_cause(&error);
+        let reason = out_of_file_descriptors(&error).unwrap_or_else(|| innermost_cause(&error));
         if error.is_connect() {
             Self::Connect {
                 url,
@@ -293,6 +293,24 @@ impl FetchError {
             }
         }
     }
+}
+
+/// What to say when the cause is the process's open-file limit (EMFILE, ENFILE): the OS's words
+/// alone ("Too many open files") do not say what to change.
+fn out_of_file_descriptors(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if cfg!(unix) && matches!(io.raw_os_error(), Some(23 | 24)) {
+                return Some(format!(
+                    "{io}: the process is out of file descriptors; lower the concurrency or \
+                     max_idle_connections, or raise the open-file limit (ulimit -n)"
+                ));
+            }
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// The message at the bottom of an error's `source()` chain: reqwest's own message only says

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::engine::{self, ToThread, Window};
+use crate::idle::IdleBudget;
 use crate::limits::HostLimits;
 use crate::redirect::Hop;
 use crate::session::{Session, SessionHooks};
@@ -68,6 +69,9 @@ struct Shared {
     in_flight: Semaphore,
     /// Requests the engine's workers have taken from an input and not handed on yet.
     taken: Arc<Semaphore>,
+    /// Origins the sessions may keep a connection open to between requests.
+    idle_budget: IdleBudget,
+    max_idle_connections: usize,
 }
 
 /// Everything a user can set, with every default in one place.
@@ -86,6 +90,8 @@ struct Settings {
     per_host_rate: Option<f64>,
     max_body_bytes: u64,
     max_redirects: usize,
+    /// `None`: `idle::default_budget()`, from the open-file limit.
+    max_idle_connections: Option<usize>,
     /// Headers that go along on redirects to other origins, beyond `redirect::SAFE_HEADERS`.
     redirect_keeps: Vec<reqwest::header::HeaderName>,
     /// A `redirect_keeps_header` name that is no header name, refused by `build`.
@@ -143,6 +149,8 @@ impl Settings {
             // A server that does not acknowledge the bytes of a request within the
             // connect timeout is as unreachable as one that does not accept it.
             .tcp_user_timeout(self.connect_timeout)
+            // The idle budget's bookings lapse on this clock (see `crate::idle`).
+            .pool_idle_timeout(crate::idle::IDLE_TIMEOUT)
             // The original sends no Referer, and a URL's query may hold a key.
             .referer(false);
         match &self.proxy {
@@ -237,6 +245,7 @@ impl Default for Settings {
             per_host_rate: None,
             max_body_bytes: Fetcher::DEFAULT_MAX_BODY_BYTES,
             max_redirects: Fetcher::DEFAULT_MAX_REDIRECTS,
+            max_idle_connections: None,
             redirect_keeps: Vec::new(),
             invalid_redirect_header: None,
             hooks: SessionHooks::default(),
@@ -265,6 +274,9 @@ impl Fetcher {
     /// The number of requests a fetcher keeps in flight unless told otherwise: 64, near curl
     /// `--parallel`'s 50 and httpx's 100. See [`FetcherBuilder::concurrency`].
     pub const DEFAULT_CONCURRENCY: usize = 64;
+
+    /// The most [`max_idle_connections`](FetcherBuilder::max_idle_connections) accepts.
+    pub const MAX_IDLE_CONNECTIONS: usize = 1 << 20;
 
     /// The most requests in flight a fetcher accepts: each may hold a socket, and a process
     /// usually may open 1,024 files unless its limit is raised.
@@ -308,6 +320,9 @@ impl Fetcher {
     fn from_settings(settings: Settings, pool: Option<rayon::ThreadPool>) -> Self {
         let threads = settings.threads();
         let concurrency = settings.concurrency();
+        let max_idle_connections = settings
+            .max_idle_connections
+            .unwrap_or_else(crate::idle::default_budget);
         let started = OnceLock::new();
         if let Some(pool) = pool {
             let _ = started.set(Ok(pool));
@@ -325,6 +340,8 @@ impl Fetcher {
                 concurrency,
                 in_flight: Semaphore::new(concurrency),
                 taken: Arc::new(Semaphore::new(concurrency.saturating_mul(2))),
+                idle_budget: IdleBudget::new(max_idle_connections),
+                max_idle_connections,
             }),
         }
     }
@@ -554,10 +571,19 @@ impl Fetcher {
             })
             .map_err(|reason| session_error(request, &reason))?;
         let built = session.client_request(request, first_url)?;
-        Ok((
-            client,
-            hop.outgoing(request, built, &settings.redirect_keeps),
-        ))
+        let mut outgoing = hop.outgoing(request, built, &settings.redirect_keeps);
+        if !session.kept.keep(
+            outgoing.url(),
+            &shared.idle_budget,
+            std::time::Instant::now(),
+        ) {
+            // Over the idle budget: this connection ends with its response.
+            outgoing.headers_mut().insert(
+                reqwest::header::CONNECTION,
+                reqwest::header::HeaderValue::from_static("close"),
+            );
+        }
+        Ok((client, outgoing))
     }
 
     /// Counts a final outcome and shows it to the progress hook.
@@ -587,6 +613,12 @@ impl Fetcher {
             self.shared.done.load(Ordering::Relaxed),
             self.shared.failed.load(Ordering::Relaxed),
         )
+    }
+
+    /// The most origins this fetcher keeps connections open to between requests (see
+    /// [`FetcherBuilder::max_idle_connections`]).
+    pub fn max_idle_connections(&self) -> usize {
+        self.shared.max_idle_connections
     }
 
     /// The size of the dedicated pool, if [`num_processes`](FetcherBuilder::num_processes) was
@@ -982,6 +1014,7 @@ impl fmt::Debug for Fetcher {
             .field("per_host_rate", &settings.per_host_rate)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("max_redirects", &settings.max_redirects)
+            .field("max_idle_connections", &self.shared.max_idle_connections)
             .field("redirect_keeps", &settings.redirect_keeps)
             .field("hooks", &settings.hooks)
             .field("sessions", &self.session_count())
@@ -1243,6 +1276,31 @@ impl FetcherBuilder {
         self
     }
 
+    /// Keeps connections open between requests to at most `n` origins (scheme, host and port)
+    /// per worker, counted across the fetcher's workers; `0` closes every connection after its
+    /// response. Unless set: half the process's open-file limit when the fetcher is built
+    /// (`ulimit -n`), between 16 and 65,536. [`build`](Self::build) refuses more than
+    /// [`Fetcher::MAX_IDLE_CONNECTIONS`].
+    ///
+    /// With it, the sockets a fetcher holds stay near its [`concurrency`](Self::concurrency)
+    /// plus `n`, however many hosts it meets: a request to an origin beyond the budget goes out
+    /// with `Connection: close`. An origin's place is freed once its worker has not sent to it
+    /// for a minute (twice the 30-second idle timeout of the sessions' connection pools). One
+    /// origin a worker sends to several requests at once holds as many connections while they
+    /// last. The command raises its soft open-file limit to the hard limit as it starts (as
+    /// Go's runtime does); a library leaves that to its program. A request that finds no file
+    /// descriptor left fails with [`FetchError::Connect`] saying so.
+    ///
+    /// ```
+    /// let fetcher = parfetch::Fetcher::builder().max_idle_connections(100).build()?;
+    /// assert_eq!(fetcher.max_idle_connections(), 100);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
+    pub fn max_idle_connections(mut self, n: usize) -> Self {
+        self.settings.max_idle_connections = Some(n);
+        self
+    }
+
     /// Follows at most `n` redirects per request ([`Fetcher::DEFAULT_MAX_REDIRECTS`] unless
     /// set); one more is a [`FetchError::Redirect`]. `0` follows none: a 3xx answer is the
     /// response. [`build`](Self::build) refuses more than [`Fetcher::MAX_REDIRECTS`].
@@ -1433,6 +1491,15 @@ impl FetcherBuilder {
                 settings.max_redirects.to_string(),
                 &format!("from 0 to {}", Fetcher::MAX_REDIRECTS),
             );
+        }
+        if let Some(n) = settings.max_idle_connections {
+            if n > Fetcher::MAX_IDLE_CONNECTIONS {
+                return refuse(
+                    "max_idle_connections",
+                    n.to_string(),
+                    &format!("at most {}", Fetcher::MAX_IDLE_CONNECTIONS),
+                );
+            }
         }
         if let Some(name) = &settings.invalid_redirect_header {
             return refuse(

@@ -116,6 +116,7 @@
 mod engine;
 mod error;
 mod fetcher;
+mod idle;
 mod limits;
 mod outcome;
 mod par;

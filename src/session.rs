@@ -55,6 +55,8 @@ pub(crate) struct Session {
     /// each request in flight may hold a connection of the session's own pool, so the shares
     /// keep a fetcher's connections near its concurrency, however the work falls on workers.
     pub(crate) slots: tokio::sync::Semaphore,
+    /// The origins this session keeps connections open to (see `crate::idle`).
+    pub(crate) kept: crate::idle::KeptOrigins,
     /// Requests of this session waiting for their host's slot or turn, or for a backoff: they
     /// hold no slot, and the engine takes more work for this worker meanwhile.
     waiting: std::sync::atomic::AtomicUsize,
@@ -135,6 +137,7 @@ impl Session {
             client,
             cross_origin,
             slots: tokio::sync::Semaphore::new(slots),
+            kept: crate::idle::KeptOrigins::default(),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             runtime: Some(runtime),
         })
