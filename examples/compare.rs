@@ -57,6 +57,8 @@ struct Workload {
     straggler_every: Option<usize>,
     /// Requests go to this many hosts in turn (127.0.1.1, 127.0.1.2, ...).
     hosts: usize,
+    /// Over HTTPS, with a test CA (`SSL_CERT_FILE` for the clients).
+    tls: bool,
 }
 
 /// The most hosts a workload spreads over: the server listens on all of them.
@@ -64,7 +66,7 @@ const MOST_HOSTS: usize = 1_000;
 
 const STRAGGLER_BODY: usize = "delayed".len();
 
-const WORKLOADS: [Workload; 6] = [
+const WORKLOADS: [Workload; 7] = [
     Workload {
         name: "S1",
         what: "10,000 GETs of 100-byte bodies, C=64",
@@ -75,6 +77,7 @@ const WORKLOADS: [Workload; 6] = [
         server_delay: None,
         straggler_every: None,
         hosts: 1,
+        tls: false,
     },
     Workload {
         name: "S2-64",
@@ -86,6 +89,7 @@ const WORKLOADS: [Workload; 6] = [
         server_delay: Some(Duration::from_millis(20)),
         straggler_every: None,
         hosts: 1,
+        tls: false,
     },
     Workload {
         name: "S2-256",
@@ -97,6 +101,7 @@ const WORKLOADS: [Workload; 6] = [
         server_delay: Some(Duration::from_millis(20)),
         straggler_every: None,
         hosts: 1,
+        tls: false,
     },
     Workload {
         name: "S3",
@@ -108,6 +113,7 @@ const WORKLOADS: [Workload; 6] = [
         server_delay: None,
         straggler_every: None,
         hosts: 1,
+        tls: false,
     },
     Workload {
         name: "S4",
@@ -119,19 +125,29 @@ const WORKLOADS: [Workload; 6] = [
         server_delay: None,
         straggler_every: Some(500),
         hosts: 1,
+        tls: false,
     },
+    S6,
     Workload {
-        name: "S6",
-        what: "20,000 GETs of 100-byte bodies over 1,000 hosts (interleaved), C=64",
-        path: "/bytes/100",
-        requests: 20_000,
-        concurrency: 64,
-        body_bytes: 100,
-        server_delay: None,
-        straggler_every: None,
-        hosts: MOST_HOSTS,
+        name: "S6s",
+        what: "S6 over HTTPS (HTTP/1.1, one test CA, a certificate naming every host), C=64",
+        tls: true,
+        ..S6
     },
 ];
+
+const S6: Workload = Workload {
+    name: "S6",
+    what: "20,000 GETs of 100-byte bodies over 1,000 hosts (interleaved), C=64",
+    path: "/bytes/100",
+    requests: 20_000,
+    concurrency: 64,
+    body_bytes: 100,
+    server_delay: None,
+    straggler_every: None,
+    hosts: MOST_HOSTS,
+    tls: false,
+};
 
 /// Every Rust contender times its requests out, as any batch job must (and parfetch always
 /// does): a pending timer costs each wait for I/O a little, so leaving it out of the baselines
@@ -151,10 +167,11 @@ const CONTENDERS: [&str; 8] = [
 
 impl Workload {
     fn urls(&self, base: &str) -> Vec<String> {
-        let port = base.rsplit(':').next().expect("base has a port");
+        let (scheme, rest) = base.split_once("://").expect("base has a scheme");
+        let port = rest.rsplit(':').next().expect("base has a port");
         let hosts: Vec<String> = support::loopback_hosts(self.hosts)
             .iter()
-            .map(|ip| format!("http://{ip}:{port}"))
+            .map(|ip| format!("{scheme}://{ip}:{port}"))
             .collect();
         (0..self.requests)
             .map(|i| {
@@ -191,21 +208,26 @@ fn main() {
     }
 }
 
-/// Runs the server until standard input closes (the parent ends), at most an hour.
+/// Runs the servers (plain and TLS) until standard input closes (the parent ends), at most an
+/// hour. Prints their bases and the path of the TLS server's CA on one line.
 fn serve() {
     // The counters are read on 127.0.0.1, which no workload uses.
     let hosts: Vec<_> = std::iter::once(std::net::Ipv4Addr::LOCALHOST)
         .chain(support::loopback_hosts(MOST_HOSTS))
         .collect();
     let server = support::TestServer::start_on(&hosts);
-    println!("{}", server.base());
+    let tls_server = support::TestServer::start_tls_on(&hosts);
+    let ca = std::env::temp_dir().join(format!("parfetch-compare-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca, tls_server.ca_pem()).expect("write the CA");
+    println!("{} {} {}", server.base(), tls_server.base(), ca.display());
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
         let _ = done_tx.send(());
     });
     let _ = done_rx.recv_timeout(Duration::from_secs(3600));
-    drop(server);
+    let _ = std::fs::remove_file(&ca);
+    drop((server, tls_server));
 }
 
 /// One contender on one workload; prints one JSON line with what it measured.
@@ -352,14 +374,24 @@ fn hand_session() -> HandSession {
         .build()
         .expect("runtime");
     let entered = runtime.enter();
-    // Plain http only: an empty root store skips loading the system's roots per client.
+    // Only the test CA: an empty or one-certificate root store skips loading the system's
+    // roots per client.
     let client = reqwest::Client::builder()
-        .tls_certs_only(std::iter::empty())
+        .tls_certs_only(test_ca())
         .timeout(REQUEST_TIMEOUT)
         .build()
         .expect("client");
     drop(entered);
     (runtime, client)
+}
+
+/// The TLS workloads' CA, from `SSL_CERT_FILE` as the parent sets it.
+fn test_ca() -> Vec<reqwest::Certificate> {
+    std::env::var_os("SSL_CERT_FILE")
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
+        .into_iter()
+        .collect()
 }
 
 async fn hand_fetch(client: &reqwest::Client, url: &str) -> Option<bytes::Bytes> {
@@ -461,8 +493,9 @@ struct Run {
     cpu: f64,
     peak_rss_kib: u64,
     server_counted: usize,
-    /// Connections the server accepted, the most to one host, the most open at once.
-    connections: [usize; 3],
+    /// Connections the server accepted, the most to one host, the most open at once, full and
+    /// resumed TLS handshakes.
+    connections: [usize; 5],
 }
 
 fn compare(args: &[String]) {
@@ -497,16 +530,23 @@ fn compare(args: &[String]) {
         eprintln!("parfetch-command: skipped (`cargo build --release --features cli` first)");
     }
 
-    let (mut server, base) = start_server();
+    let (mut server, bases) = start_server();
+    let reader = counter_reader(&bases[2]);
     println!(
         "machine: {} cores; {reps} repetitions, interleaved; medians\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for workload in workloads {
+        // The Python script sends every request to one host.
+        let contenders: Vec<&str> = contenders
+            .iter()
+            .copied()
+            .filter(|c| *c != "python-toolbelt" || workload.hosts == 1)
+            .collect();
         let mut runs: Vec<Vec<Run>> = vec![Vec::new(); contenders.len()];
         for rep in 0..reps {
             for (index, contender) in contenders.iter().enumerate() {
-                let run = run_contender(contender, workload, &base);
+                let run = run_contender(contender, workload, &bases, &reader);
                 eprintln!(
                     "{} rep {} {contender}: {:.3} s, {} of {} ok",
                     workload.name,
@@ -524,7 +564,8 @@ fn compare(args: &[String]) {
     let _ = server.wait();
 }
 
-fn start_server() -> (Child, String) {
+/// The servers' process, the plain and TLS bases, and the TLS server's CA file.
+fn start_server() -> (Child, [String; 3]) {
     let mut server = Command::new(std::env::current_exe().expect("own path"))
         .arg("serve")
         .stdin(Stdio::piped())
@@ -535,30 +576,53 @@ fn start_server() -> (Child, String) {
     BufReader::new(server.stdout.take().expect("server stdout"))
         .read_line(&mut line)
         .expect("server address");
-    (server, line.trim().to_owned())
+    let mut parts = line.split_whitespace().map(str::to_owned);
+    let mut next = || parts.next().expect("base, TLS base and CA");
+    (server, [next(), next(), next()])
 }
 
-fn server_count(base: &str) -> usize {
-    parfetch::Fetcher::new()
+/// Reads the servers' counters (on 127.0.0.1, which no workload uses), trusting the TLS
+/// server's CA.
+fn counter_reader(ca: &str) -> parfetch::Fetcher {
+    let pem = std::fs::read(ca).expect("the CA file");
+    parfetch::Fetcher::builder()
+        .session(move || {
+            let ca = reqwest::Certificate::from_pem(&pem).expect("the CA");
+            reqwest::Client::builder().tls_certs_only([ca])
+        })
+        .build()
+        .expect("counter reader")
+}
+
+fn server_count(reader: &parfetch::Fetcher, base: &str) -> usize {
+    reader
         .execute(format!("{base}/__stats"))
         .ok()
         .and_then(|response| response.text().parse().ok())
         .unwrap_or(0)
 }
 
-/// Connections since the last call: accepted, the most to one host, the most open at once.
-fn server_connections(base: &str) -> [usize; 3] {
-    let counts = parfetch::Fetcher::new()
+/// Since the last call: connections accepted, the most to one host, the most open at once,
+/// full and resumed TLS handshakes.
+fn server_connections(reader: &parfetch::Fetcher, base: &str) -> [usize; 5] {
+    let counts = reader
         .execute(format!("{base}/__connections"))
         .map(|response| response.text().into_owned())
         .unwrap_or_default();
     let mut counts = counts.split(' ').map(|n| n.parse().unwrap_or(0));
-    [(); 3].map(|()| counts.next().unwrap_or(0))
+    [(); 5].map(|()| counts.next().unwrap_or(0))
 }
 
-fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
-    let before = server_count(base);
-    server_connections(base);
+fn run_contender(
+    contender: &str,
+    workload: &Workload,
+    bases: &[String; 3],
+    reader: &parfetch::Fetcher,
+) -> Run {
+    let [plain, tls, ca] = bases;
+    let base = if workload.tls { tls } else { plain };
+    let before = server_count(reader, base);
+    server_connections(reader, base);
     let output = if contender == "python-toolbelt" {
         Command::new("python3")
             .arg(concat!(
@@ -572,10 +636,13 @@ fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
                 &workload.concurrency.to_string(),
                 &workload.body_bytes.to_string(),
             ])
+            .env("REQUESTS_CA_BUNDLE", ca)
             .output()
     } else {
         Command::new(std::env::current_exe().expect("own path"))
             .args(["client", contender, workload.name, base])
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_DIR")
             .output()
     }
     .expect("client process");
@@ -597,8 +664,8 @@ fn run_contender(contender: &str, workload: &Workload, base: &str) -> Run {
         wall: record["wall_s"].as_f64().unwrap_or(f64::NAN),
         cpu: record["cpu_s"].as_f64().unwrap_or(f64::NAN),
         peak_rss_kib: record["peak_rss_kib"].as_u64().unwrap_or(0),
-        server_counted: server_count(base) - before,
-        connections: server_connections(base),
+        server_counted: server_count(reader, base) - before,
+        connections: server_connections(reader, base),
     }
 }
 
@@ -621,6 +688,9 @@ fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
     }
     header.push_str("| CPU s | CPU µs/req | peak RSS MiB | server saw / returned / ok ");
     header.push_str("| connections (most to a host) | most open |");
+    if workload.tls {
+        header.push_str(" TLS handshakes full / resumed |");
+    }
     println!("{header}");
     println!(
         "{}",
@@ -669,6 +739,9 @@ fn print_table(workload: &Workload, contenders: &[&str], runs: &[Vec<Run>]) {
             connections(1),
             connections(2),
         ));
+        if workload.tls {
+            row.push_str(&format!(" {:.0} / {:.0} |", connections(3), connections(4)));
+        }
         println!("{row}");
     }
     println!();

@@ -31,6 +31,8 @@ pub struct Stats {
     max_in_flight: AtomicUsize,
     open: AtomicUsize,
     most_open: AtomicUsize,
+    full_handshakes: AtomicUsize,
+    resumed_handshakes: AtomicUsize,
     per_host: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     flaky_hits: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -54,6 +56,14 @@ impl Stats {
     /// The most TCP connections that were open at the same moment.
     pub fn most_open(&self) -> usize {
         self.most_open.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes completed: (full, resumed).
+    pub fn handshakes(&self) -> (usize, usize) {
+        (
+            self.full_handshakes.load(Ordering::SeqCst),
+            self.resumed_handshakes.load(Ordering::SeqCst),
+        )
     }
 
     /// TCP connections accepted on address `ip` (see [`TestServer::start_on`]).
@@ -107,6 +117,9 @@ impl Stats {
 /// - anything else: `200` with body `ok {path}`.
 pub struct TestServer {
     addr: SocketAddr,
+    scheme: &'static str,
+    /// The CA that signed the server's certificate, for a server that speaks TLS.
+    ca_pem: Option<String>,
     stats: Arc<Stats>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -121,6 +134,26 @@ impl TestServer {
     /// reach this machine: many hosts, no DNS), on one port; [`base`](Self::base) names the
     /// first.
     pub fn start_on(ips: &[Ipv4Addr]) -> Self {
+        Self::start_with(ips, None)
+    }
+
+    /// [`start_on`](Self::start_on), speaking HTTPS (HTTP/1.1 only) with a certificate that
+    /// names every one of `ips`, signed by a CA made for it ([`ca_pem`](Self::ca_pem)). It
+    /// counts full and resumed handshakes.
+    pub fn start_tls_on(ips: &[Ipv4Addr]) -> Self {
+        let (ca_pem, config) = certificate_for(ips);
+        let mut server = Self::start_with(ips, Some(Arc::new(config)));
+        server.ca_pem = Some(ca_pem);
+        server
+    }
+
+    /// The CA certificate (PEM) a TLS server's certificate is signed by.
+    pub fn ca_pem(&self) -> &str {
+        self.ca_pem.as_deref().expect("a TLS server")
+    }
+
+    fn start_with(ips: &[Ipv4Addr], tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let ips = ips.to_vec();
         let stats = Arc::new(Stats::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -134,13 +167,15 @@ impl TestServer {
                     .enable_all()
                     .build()
                     .expect("server runtime");
-                runtime.block_on(serve(server_stats, &ips, addr_tx, shutdown_rx));
+                runtime.block_on(serve(server_stats, &ips, tls, addr_tx, shutdown_rx));
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .expect("server thread");
         let addr = addr_rx.recv().expect("server address");
         Self {
             addr,
+            scheme,
+            ca_pem: None,
             stats,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
@@ -149,7 +184,7 @@ impl TestServer {
 
     /// `http://127.0.0.1:{port}`, without a trailing slash.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The URL of `path` (which starts with `/`).
@@ -159,7 +194,7 @@ impl TestServer {
 
     /// The URL of `path` on address `ip`, one of those given to [`start_on`](Self::start_on).
     pub fn url_on(&self, ip: Ipv4Addr, path: &str) -> String {
-        format!("http://{ip}:{}{path}", self.addr.port())
+        format!("{}://{ip}:{}{path}", self.scheme, self.addr.port())
     }
 
     pub fn stats(&self) -> &Stats {
@@ -181,6 +216,7 @@ impl Drop for TestServer {
 async fn serve(
     stats: Arc<Stats>,
     ips: &[Ipv4Addr],
+    tls: Option<Arc<rustls::ServerConfig>>,
     addr_tx: std::sync::mpsc::Sender<SocketAddr>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -190,7 +226,8 @@ async fn serve(
         .expect("report address");
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners {
-        accepting.spawn(accept(listener, Arc::clone(&stats)));
+        let tls = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        accepting.spawn(accept(listener, tls, Arc::clone(&stats)));
     }
     let _ = (&mut shutdown).await;
 }
@@ -216,7 +253,11 @@ fn listen_on(ips: &[Ipv4Addr]) -> Vec<tokio::net::TcpListener> {
     panic!("no port free on all of {} addresses", ips.len());
 }
 
-async fn accept(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stats: Arc<Stats>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, say: let some close.
@@ -236,16 +277,57 @@ async fn accept(listener: tokio::net::TcpListener, stats: Arc<Stats>) {
                 .or_default() += 1;
         }
         let stats = Arc::clone(&stats);
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service_stats = Arc::clone(&stats);
             let service = service_fn(move |request| handle(request, Arc::clone(&service_stats)));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                }
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let counter = match stream.get_ref().1.handshake_kind() {
+                            Some(rustls::HandshakeKind::Resumed) => &stats.resumed_handshakes,
+                            _ => &stats.full_handshakes,
+                        };
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
             stats.open.fetch_sub(1, Ordering::SeqCst);
             stats.closed.fetch_add(1, Ordering::SeqCst);
         });
     }
+}
+
+/// A CA made now, and a server configuration whose certificate it signed for every one of `ips`.
+fn certificate_for(ips: &[Ipv4Addr]) -> (String, rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let names: Vec<String> = ips.iter().map(ToString::to_string).collect();
+    let key = KeyPair::generate().expect("server key");
+    let certificate = CertificateParams::new(names)
+        .expect("server parameters")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![certificate.der().clone()], key)
+    .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (ca.pem(), config)
 }
 
 /// `count` loopback addresses, 127.0.1.1 onwards (at most 65,279).
@@ -273,9 +355,11 @@ async fn handle(
                 .most_open
                 .swap(stats.open.load(Ordering::SeqCst), Ordering::SeqCst);
             let counts = format!(
-                "{} {} {most_open}",
+                "{} {} {most_open} {} {}",
                 hosts.values().sum::<usize>(),
                 hosts.values().max().unwrap_or(&0),
+                stats.full_handshakes.swap(0, Ordering::SeqCst),
+                stats.resumed_handshakes.swap(0, Ordering::SeqCst),
             );
             return Ok(reply(StatusCode::OK, counts));
         }
