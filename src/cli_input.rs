@@ -250,3 +250,214 @@ pub fn parse_line(
     }
     Parsed::Request(request)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufReader, Read};
+
+    use super::*;
+
+    fn lines(input: impl BufRead, max: usize) -> Vec<InputLine> {
+        InputLines::new(input, max)
+            .collect::<io::Result<_>>()
+            .expect("reading from memory")
+    }
+
+    fn texts(input: &[u8], max: usize) -> Vec<String> {
+        lines(input, max)
+            .into_iter()
+            .map(|line| match line {
+                InputLine::Text(text) => text,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn parse(text: &str) -> Parsed {
+        let headers = [("X-Run".to_owned(), "7".to_owned())];
+        parse_line(InputLine::Text(text.to_owned()), &Method::PUT, &headers, 64)
+    }
+
+    fn malformed(text: &str) -> Malformed {
+        match parse(text) {
+            Parsed::Malformed(malformed) => malformed,
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    fn record(malformed: &Malformed) -> serde_json::Value {
+        serde_json::from_str(&malformed.record()).expect("a record is a JSON object")
+    }
+
+    #[test]
+    fn line_ends_are_dropped_crlf_included_and_a_last_line_needs_none() {
+        assert_eq!(texts(b"a\nb\r\n\r\nc", 64), ["a", "b", "", "c"]);
+        assert_eq!(texts(b"a\n", 64), ["a"]);
+        assert_eq!(texts(b"\n", 64), [""]);
+        assert!(texts(b"", 64).is_empty());
+        assert_eq!(texts(b"a\rb\n", 64), ["a\rb"], "a lone CR is text");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_at_the_start_only() {
+        assert_eq!(
+            texts(b"\xEF\xBB\xBFhttp://h/\n\xEF\xBB\xBFx", 64)[0],
+            "http://h/"
+        );
+        let second = &lines(&b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb"[..], 64)[1];
+        assert!(matches!(second, InputLine::Text(text) if text == "\u{feff}b"));
+        // Read a byte at a time, the mark is split across reads.
+        let one_by_one = BufReader::with_capacity(1, &b"\xEF\xBB\xBFa\r\nb"[..]);
+        let read: Vec<String> = lines(one_by_one, 64)
+            .into_iter()
+            .map(|line| format!("{line:?}"))
+            .collect();
+        assert_eq!(read, [r#"Text("a")"#, r#"Text("b")"#]);
+    }
+
+    #[test]
+    fn blank_lines_and_comments_are_skipped() {
+        for text in ["", "   ", "\t", "# a comment", "  #http://h/", "\u{a0}"] {
+            assert!(matches!(parse(text), Parsed::Skip), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_malformed_with_its_text_shown_lossily() {
+        let read = lines(&b"ok\nhttp://h/\xFF\n"[..], 64);
+        let InputLine::NotUtf8(bytes) = &read[1] else {
+            panic!("{read:?}");
+        };
+        assert_eq!(bytes, b"http://h/\xFF");
+        let Parsed::Malformed(malformed) =
+            parse_line(read.into_iter().nth(1).unwrap(), &Method::GET, &[], 64)
+        else {
+            panic!("not UTF-8 is malformed");
+        };
+        assert_eq!(malformed.message(), "not UTF-8 text");
+        assert_eq!(record(&malformed)["text"], "http://h/\u{fffd}");
+    }
+
+    #[test]
+    fn an_over_long_line_is_cut_as_it_is_read_and_the_next_line_is_whole() {
+        const LONG: u64 = 8 << 20;
+        let input = io::repeat(b'a').take(LONG).chain(&b"\nhttp://h/next\n"[..]);
+        let mut read = InputLines::new(BufReader::new(input), 1024);
+        let Some(Ok(InputLine::TooLong { bytes, head })) = read.next() else {
+            panic!("the long line is too long");
+        };
+        assert_eq!(bytes as u64, LONG);
+        assert_eq!(head.len(), TOO_LONG_HEAD);
+        assert!(
+            head.capacity() < 64 << 10,
+            "held {} bytes of it",
+            head.capacity()
+        );
+        assert!(matches!(read.next(), Some(Ok(InputLine::Text(t))) if t == "http://h/next"));
+        assert!(read.next().is_none());
+
+        let Parsed::Malformed(malformed) =
+            parse_line(InputLine::TooLong { bytes, head }, &Method::GET, &[], 1024)
+        else {
+            panic!("too long is malformed");
+        };
+        assert_eq!(
+            malformed.message(),
+            format!("a line of {LONG} bytes or more, over --max-line-bytes 1024")
+        );
+        let text = record(&malformed)["text"].as_str().unwrap().to_owned();
+        assert_eq!(text, format!("{}...", "a".repeat(TEXT_CUT)));
+    }
+
+    #[test]
+    fn the_cap_is_on_bytes_and_a_line_at_it_is_whole() {
+        let read = lines(&b"abcd\nabcde\nab\n"[..], 4);
+        assert!(matches!(&read[0], InputLine::Text(t) if t == "abcd"));
+        assert!(matches!(&read[1], InputLine::TooLong { bytes: 5, head } if head == b"abcde"));
+        assert!(matches!(&read[2], InputLine::Text(t) if t == "ab"));
+    }
+
+    #[test]
+    fn a_plain_url_gets_the_commands_method_and_headers() {
+        let Parsed::Request(request) = parse("  http://h/a?b=1  ") else {
+            panic!("a URL is a request");
+        };
+        assert_eq!(request.url(), "http://h/a?b=1");
+        assert_eq!(request.method(), Method::PUT);
+        assert_eq!(request.headers()["x-run"], "7");
+    }
+
+    #[test]
+    fn a_json_spec_keeps_its_own_method_and_headers() {
+        let Parsed::Request(request) =
+            parse(r#"{"method": "POST", "url": "http://h/", "headers": {"X-Run": "own"}}"#)
+        else {
+            panic!("a spec is a request");
+        };
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.headers()["x-run"], "own");
+        let Parsed::Request(request) = parse(r#"{"url": "http://h/"}"#) else {
+            panic!("a spec is a request");
+        };
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.headers()["x-run"], "7");
+    }
+
+    #[test]
+    fn invalid_urls_and_specs_are_malformed_with_their_reason() {
+        let cases = [
+            ("http//h/", "not a URL: relative URL without a base"),
+            ("http://h/a b", "not a URL: it holds spaces"),
+            (r#"{"url": "h/"}"#, "bad request spec: url: "),
+            (
+                r#"{"url": "http://h/", "timeout": "x"}"#,
+                "bad request spec: ",
+            ),
+            ("{not json", "bad request spec: "),
+        ];
+        for (text, reason) in cases {
+            let malformed = malformed(text);
+            assert!(
+                malformed.message().starts_with(reason),
+                "{text:?}: {malformed:?}"
+            );
+            let record = record(&malformed);
+            assert_eq!(record["ok"], false);
+            assert_eq!(record["error"]["kind"], "malformed");
+            assert_eq!(record["error"]["message"], malformed.message());
+            assert_eq!(record["text"], text);
+        }
+    }
+
+    #[test]
+    fn a_malformed_spec_keeps_its_id() {
+        let record = record(&malformed(r#"{"id": [1, "a"], "url": 5}"#));
+        assert_eq!(record["id"], serde_json::json!([1, "a"]));
+        assert!(self::record(&malformed("{\"id\": 1")).get("id").is_none());
+    }
+
+    #[test]
+    fn credentials_are_redacted_in_the_message_and_the_text() {
+        let cases = [
+            (
+                r#"{"url": "http://bob:hunter2@h:99999/", "headers": {"Authorization": "Bearer t0k3n"}}"#,
+                &["hunter2", "t0k3n"][..],
+            ),
+            (
+                r#"{"method": "http://bob:hunter2@h/", "url": "http://h/", "auth": ["a", "t0k3n"]}"#,
+                &["hunter2", "t0k3n"],
+            ),
+            ("http://bob:hunter2@h/ and more", &["hunter2"]),
+            ("http://bob:hunter2@h:99999/", &["hunter2"]),
+        ];
+        for (text, secrets) in cases {
+            let malformed = malformed(text);
+            let record = malformed.record();
+            assert!(record.contains("bob:***@h"), "{record}");
+            for secret in secrets {
+                assert!(!record.contains(secret), "{record}");
+                assert!(!malformed.message().contains(secret), "{malformed:?}");
+            }
+        }
+    }
+}
