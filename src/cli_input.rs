@@ -34,7 +34,8 @@ pub enum InputLine {
 }
 
 /// The lines of one input: a UTF-8 byte-order mark at its start is dropped, as are line ends
-/// (`\n` or `\r\n`); a line over `max` bytes is skipped as it is read, not held whole.
+/// (`\n` or `\r\n`); a line over `max` bytes (neither counted) is skipped as it is read, not
+/// held whole.
 #[derive(Debug)]
 pub struct InputLines<R> {
     reader: R,
@@ -60,6 +61,9 @@ impl<R: BufRead> Iterator for InputLines<R> {
         let mut line = Vec::new();
         let mut length = 0;
         let mut ended = false;
+        // Held whole up to the cap, plus what is dropped before the line is measured: its `\r`
+        // and, on the first line, a byte-order mark.
+        let held = self.max.saturating_add(if self.started { 1 } else { 4 });
         loop {
             let available = match self.reader.fill_buf() {
                 Ok(available) => available,
@@ -74,7 +78,7 @@ impl<R: BufRead> Iterator for InputLines<R> {
                 None => (available, false),
             };
             length += chunk.len();
-            if length <= self.max {
+            if length <= held {
                 line.extend_from_slice(chunk);
             } else if line.len() < TOO_LONG_HEAD {
                 let room = TOO_LONG_HEAD - line.len();
@@ -99,7 +103,7 @@ impl<R: BufRead> Iterator for InputLines<R> {
                 length -= 3;
             }
         }
-        if length <= self.max && line.last() == Some(&b'\r') {
+        if length <= self.max.saturating_add(1) && line.last() == Some(&b'\r') {
             line.pop();
             length -= 1;
         }
@@ -375,6 +379,38 @@ mod tests {
         assert!(matches!(&read[0], InputLine::Text(t) if t == "abcd"));
         assert!(matches!(&read[1], InputLine::TooLong { bytes: 5, head } if head == b"abcde"));
         assert!(matches!(&read[2], InputLine::Text(t) if t == "ab"));
+    }
+
+    #[test]
+    fn a_lines_bom_and_cr_do_not_count_against_the_cap() {
+        let read = lines(&b"\xEF\xBB\xBFabcd\r\nabcd\r\nabcde\r\n"[..], 4);
+        assert!(
+            matches!(&read[0], InputLine::Text(t) if t == "abcd"),
+            "{read:?}"
+        );
+        assert!(
+            matches!(&read[1], InputLine::Text(t) if t == "abcd"),
+            "{read:?}"
+        );
+        assert!(
+            matches!(&read[2], InputLine::TooLong { bytes: 6, .. }),
+            "{read:?}"
+        );
+        assert!(matches!(&lines(&b"\r"[..], 0)[0], InputLine::Text(t) if t.is_empty()));
+    }
+
+    #[test]
+    fn a_first_line_at_a_cap_past_the_head_kept_is_whole_with_a_bom() {
+        // It was cut to its head, BOM included, and then measured without the BOM: a line
+        // under the cap, silently cut short.
+        let max = 2 * TOO_LONG_HEAD;
+        let mut input = b"\xEF\xBB\xBF".to_vec();
+        input.extend(std::iter::repeat_n(b'a', max));
+        let read = lines(&input[..], max);
+        assert!(
+            matches!(&read[..], [InputLine::Text(t)] if t.len() == max),
+            "{read:?}"
+        );
     }
 
     #[test]
