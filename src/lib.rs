@@ -113,6 +113,9 @@
 //! - `cookies`: reqwest's cookie store, switched on per session by a hook:
 //!   `.initializer(|session| session.cookie_store(true))`.
 
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli_input;
 mod engine;
 mod error;
 mod fetcher;

@@ -16,7 +16,7 @@ pub(crate) fn url(url: &str) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
         return Cow::Borrowed(url);
     };
-    let authority_start = scheme_end + 3;
+    let authority_start = authority_start(url, scheme_end);
     let authority_len = url[authority_start..]
         .find(['/', '?', '#'])
         .unwrap_or(url.len() - authority_start);
@@ -77,15 +77,28 @@ pub fn redact_text(text: &str) -> String {
     schemes_tokens(&text)
 }
 
+/// Where the authority of a URL starts, its scheme ending (`://`) at `scheme_end`: past more
+/// slashes, which a URL parser skips (`http:///bob:pw@host/` has a password).
+fn authority_start(text: &str, scheme_end: usize) -> usize {
+    let after = &text[scheme_end + 3..];
+    text.len() - after.trim_start_matches(['/', '\\']).len()
+}
+
 fn url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(found) = rest.find("://") {
-        let authority_start = found + 3;
+        let authority_start = authority_start(rest, found);
         let authority_len = rest[authority_start..]
-            .find(|c: char| "/?#\"' \t,{}[]<>\\".contains(c))
+            // Not `,`, brackets or braces: a URL parser takes them into the user info.
+            .find(|c: char| "/?#\"' \t<>\\".contains(c))
             .unwrap_or(rest.len() - authority_start);
-        let end = authority_start + authority_len;
+        let mut end = authority_start + authority_len;
+        if rest[..end].ends_with(':') && rest[end..].starts_with("//") {
+            // A URL right after the scheme (`http://http://bob:pw@host/`) starts with this
+            // authority's last `:`: it is left for the next round.
+            end -= 1;
+        }
         out.push_str(&url(&rest[..end]));
         rest = &rest[end..];
     }
@@ -219,6 +232,8 @@ mod tests {
         assert_eq!(url("http://host/a@b:c"), "http://host/a@b:c");
         assert_eq!(url("not a url"), "not a url");
         assert_eq!(url("http://bob:@host/"), "http://bob:***@host/");
+        assert_eq!(url("http:///bob:pw@host/"), "http:///bob:***@host/");
+        assert_eq!(url("file:///a/b"), "file:///a/b");
     }
 
     #[test]
@@ -247,6 +262,19 @@ mod tests {
             (
                 "{\"password\": 12345, \"n\": 1}",
                 "{\"password\": \"<redacted>\", \"n\": 1}",
+            ),
+            (
+                "http://http://bob:pw@h/ and http://a:b@c://d:e@f/",
+                "http://http://bob:***@h/ and http://a:***@c://d:***@f/",
+            ),
+            ("http://://bob:pw@h/", "http://://bob:***@h/"),
+            (
+                "http:///bob:pw@h/ http://\\a:b@h",
+                "http:///bob:***@h/ http://\\a:***@h",
+            ),
+            (
+                "x://]a:pw@h/ http://a,b:pw@h [http://{c}:pw@h]",
+                "x://]a:***@h/ http://a,b:***@h [http://{c}:***@h]",
             ),
             ("plain text, nothing secret", "plain text, nothing secret"),
             ("\"", "\""),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use parfetch::cli_input::{InputLines, Parsed, json_string, parse_line};
 use parfetch::{FetchResult, Fetcher, Method, Request, RetryPolicy};
 
 /// The exit statuses, as `--help` shows them (the table of [`Exit`]).
@@ -589,9 +590,6 @@ struct LineCounts {
 /// own.
 const HELD_MALFORMED: usize = 64;
 
-/// The longest text of a malformed line kept in its record, in bytes.
-const TEXT_CUT: usize = 256;
-
 /// The requests of the inputs, read on the fetcher's feeding thread only as fast as requests go
 /// out. Malformed lines become records here; blank lines and comments are counted.
 struct Feed<'a> {
@@ -674,15 +672,13 @@ impl Iterator for Feed<'_> {
                 }
                 Parsed::Malformed(malformed) => {
                     self.counts.malformed.fetch_add(1, Ordering::Relaxed);
-                    let message = parfetch::redact_text(&malformed.message);
                     if !self.quiet {
                         let path = self.inputs[input].display();
                         let line = self.line;
-                        self.bar.suspend(|| {
-                            eprintln!("{path}:{line}: {}", cut(&message, 4 * TEXT_CUT))
-                        });
+                        self.bar
+                            .suspend(|| eprintln!("{path}:{line}: {}", malformed.message()));
                     }
-                    let body = malformed.record(&message);
+                    let body = malformed.record();
                     self.held
                         .push(record(self.line, &self.input_names[input], &body));
                     if self.held.len() >= HELD_MALFORMED {
@@ -692,220 +688,6 @@ impl Iterator for Feed<'_> {
             }
         }
     }
-}
-
-/// One line of input, as read.
-enum InputLine {
-    Text(String),
-    NotUtf8(Vec<u8>),
-    /// At least `bytes` bytes: over the cap, and only its start (`head`) kept.
-    TooLong {
-        bytes: usize,
-        head: Vec<u8>,
-    },
-}
-
-/// How much of a line over the cap is kept for its record: more than [`TEXT_CUT`], so that a
-/// credential that starts before the cut is seen whole by the redaction.
-const TOO_LONG_HEAD: usize = 4 * TEXT_CUT;
-
-/// The lines of one input: a UTF-8 byte-order mark at its start is dropped, as are line ends
-/// (`\n` or `\r\n`); a line over `max` bytes is skipped as it is read, not held whole.
-struct InputLines<R> {
-    reader: R,
-    max: usize,
-    started: bool,
-}
-
-impl<R: BufRead> InputLines<R> {
-    fn new(reader: R, max: usize) -> Self {
-        Self {
-            reader,
-            max,
-            started: false,
-        }
-    }
-}
-
-impl<R: BufRead> Iterator for InputLines<R> {
-    type Item = io::Result<InputLine>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let mut line = Vec::new();
-        let mut length = 0;
-        let mut ended = false;
-        loop {
-            let available = match self.reader.fill_buf() {
-                Ok(available) => available,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Some(Err(e)),
-            };
-            if available.is_empty() {
-                break;
-            }
-            let (chunk, found) = match available.iter().position(|&byte| byte == b'\n') {
-                Some(end) => (&available[..end], true),
-                None => (available, false),
-            };
-            length += chunk.len();
-            if length <= self.max {
-                line.extend_from_slice(chunk);
-            } else if line.len() < TOO_LONG_HEAD {
-                let room = TOO_LONG_HEAD - line.len();
-                line.extend_from_slice(&chunk[..room.min(chunk.len())]);
-            } else {
-                line.truncate(TOO_LONG_HEAD);
-            }
-            let used = chunk.len() + usize::from(found);
-            self.reader.consume(used);
-            if found {
-                ended = true;
-                break;
-            }
-        }
-        if !ended && length == 0 {
-            return None;
-        }
-        if !self.started {
-            self.started = true;
-            if line.starts_with(b"\xEF\xBB\xBF") {
-                line.drain(..3);
-                length -= 3;
-            }
-        }
-        if length <= self.max && line.last() == Some(&b'\r') {
-            line.pop();
-            length -= 1;
-        }
-        if length > self.max {
-            line.truncate(TOO_LONG_HEAD);
-            return Some(Ok(InputLine::TooLong {
-                bytes: length,
-                head: line,
-            }));
-        }
-        Some(Ok(match String::from_utf8(line) {
-            Ok(text) => InputLine::Text(text),
-            Err(e) => InputLine::NotUtf8(e.into_bytes()),
-        }))
-    }
-}
-
-enum Parsed {
-    Skip,
-    Request(Request),
-    Malformed(Malformed),
-}
-
-/// A line that is not a request: why, its text (not yet redacted or cut), and its id when it
-/// is a JSON object that has one, so that its record can be matched to its row.
-struct Malformed {
-    message: String,
-    text: String,
-    id: Option<serde_json::Value>,
-}
-
-impl Malformed {
-    fn new(message: String, text: String) -> Self {
-        let id = text
-            .trim_start()
-            .starts_with('{')
-            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .flatten()
-            .and_then(|mut spec| spec.get_mut("id").map(serde_json::Value::take));
-        Self { message, text, id }
-    }
-
-    /// The record's own keys, as a JSON object: `id` if known, `ok`, `error` and `text`.
-    fn record(&self, message: &str) -> String {
-        let text = parfetch::redact_text(&self.text);
-        let mut body = String::from("{");
-        if let Some(id) = &self.id {
-            body.push_str(&format!("\"id\":{id},"));
-        }
-        body.push_str(&format!(
-            r#""ok":false,"error":{{"kind":"malformed","message":{}}},"text":{}}}"#,
-            json_string(&cut(message, 4 * TEXT_CUT)),
-            json_string(&cut(&text, TEXT_CUT)),
-        ));
-        body
-    }
-}
-
-fn json_string(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
-}
-
-/// `text` cut to at most `max` bytes at a character boundary, `...` marking a cut.
-fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if text.len() <= max {
-        return text.into();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end]).into()
-}
-
-/// A request from one input line, or why it is none.
-fn parse_line(
-    line: InputLine,
-    method: &Method,
-    headers: &[(String, String)],
-    max_line_bytes: usize,
-) -> Parsed {
-    let line = match line {
-        InputLine::Text(line) => line,
-        InputLine::NotUtf8(bytes) => {
-            return Parsed::Malformed(Malformed::new(
-                "not UTF-8 text".to_owned(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ));
-        }
-        InputLine::TooLong { bytes, head } => {
-            return Parsed::Malformed(Malformed::new(
-                format!("a line of {bytes} bytes or more, over --max-line-bytes {max_line_bytes}"),
-                String::from_utf8_lossy(&head).into_owned(),
-            ));
-        }
-    };
-    let trimmed = line.trim();
-    if trimmed.is_empty() || trimmed.starts_with('#') {
-        return Parsed::Skip;
-    }
-    let request = if trimmed.starts_with('{') {
-        match Request::from_json(trimmed) {
-            Ok(request) => match parfetch::Url::parse(request.url()) {
-                Ok(_) => request,
-                Err(e) => {
-                    return Parsed::Malformed(Malformed::new(
-                        format!("bad request spec: url: {e}"),
-                        line,
-                    ));
-                }
-            },
-            Err(e) => {
-                return Parsed::Malformed(Malformed::new(format!("bad request spec: {e}"), line));
-            }
-        }
-    } else if trimmed.contains(char::is_whitespace) {
-        return Parsed::Malformed(Malformed::new(
-            "not a URL: it holds spaces".to_owned(),
-            line,
-        ));
-    } else if let Err(e) = parfetch::Url::parse(trimmed) {
-        return Parsed::Malformed(Malformed::new(format!("not a URL: {e}"), line));
-    } else {
-        Request::new(method.clone(), trimmed)
-    };
-    let mut request = request;
-    for (name, value) in headers {
-        if !request.headers().contains_key(name.as_str()) {
-            request = request.header(name, value);
-        }
-    }
-    Parsed::Request(request)
 }
 
 /// A record: `line` and, with several inputs, `input`, then the keys of `body` (a JSON object).
