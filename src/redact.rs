@@ -72,9 +72,32 @@ fn is_secret_name(name: &str) -> bool {
 /// );
 /// ```
 pub fn redact_text(text: &str) -> String {
-    let text = url_passwords(text);
+    let text = url_passwords(&unescaped_url_characters(text));
     let text = secret_values(&text);
     schemes_tokens(&text)
+}
+
+/// `text` with JSON's escapes of the characters that delimit a URL's user info undone (`\/` as
+/// PHP's `json_encode` writes slashes, `\u002f`, `\u003a`, `\u0040`), so that a password in an
+/// escaped URL is found too. Equal JSON, and a diagnostic either way.
+fn unescaped_url_characters(text: &str) -> Cow<'_, str> {
+    const ESCAPES: [(&str, &str); 7] = [
+        ("\\/", "/"),
+        ("\\u002f", "/"),
+        ("\\u002F", "/"),
+        ("\\u003a", ":"),
+        ("\\u003A", ":"),
+        ("\\u0040", "@"),
+        ("\\u0025", "%"),
+    ];
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut text = text.to_owned();
+    for (escaped, character) in ESCAPES {
+        text = text.replace(escaped, character);
+    }
+    Cow::Owned(text)
 }
 
 /// Where the authority of a URL starts, its scheme ending (`://`) at `scheme_end`: past more
@@ -234,6 +257,22 @@ mod tests {
         assert_eq!(url("http://bob:@host/"), "http://bob:***@host/");
         assert_eq!(url("http:///bob:pw@host/"), "http:///bob:***@host/");
         assert_eq!(url("file:///a/b"), "file:///a/b");
+    }
+
+    #[test]
+    fn escaped_urls_lose_their_passwords_too() {
+        for (line, hidden) in [
+            (
+                r#"{"url": "http:\/\/bob:pass12@h\/", "timeout": "x"}"#,
+                "pass12",
+            ),
+            (r#"{"url": "http:\u002f\u002fbob:pass34@h/"}"#, "pass34"),
+            (r#"{"url": "http://bob\u003apass56\u0040h/"}"#, "pass56"),
+        ] {
+            let redacted = redact_text(line);
+            assert!(!redacted.contains(hidden), "{redacted}");
+            assert!(redacted.contains("bob:***@h"), "{redacted}");
+        }
     }
 
     #[test]
