@@ -246,6 +246,12 @@ fn work<S: Sink>(
                     }
                     Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                         ready.extend(done.ok());
+                        // The runtime polls this future before its other tasks: leaving at
+                        // once would starve the connections' own tasks, which put a finished
+                        // connection back in the pool, and the next request to its host would
+                        // open another (1,000 hosts x 20 GETs, 1 worker x 2 in flight: 1,174
+                        // to 1,610 connections; with this turn, 1,038 to 1,071).
+                        tokio::task::yield_now().await;
                         while let Some(done) = tasks.try_join_next() {
                             ready.extend(done.ok());
                         }
