@@ -566,7 +566,7 @@ impl Fetcher {
         let shared = &*self.shared;
         let settings = &shared.settings;
         let client = session
-            .client_for(hop.same_origin, &settings.hooks, &shared.tls, |base| {
+            .client_for(hop.same_origin, &shared.tls, |base| {
                 settings.client_settings(base)
             })
             .map_err(|reason| session_error(request, &reason))?;

@@ -46,10 +46,10 @@ impl fmt::Debug for SessionHooks {
 /// fetcher's requests in flight.
 pub(crate) struct Session {
     client: reqwest::Client,
-    /// The client for hops to another origin than the request's: built on the first such hop,
-    /// without the `initializer` and `auth_generator` hooks, so without the default headers
-    /// they may have set (see `crate::redirect`). `None` inside: the hooks were not set, and
-    /// `client` serves every origin.
+    /// The client for hops to another origin than the request's: built on the first such hop
+    /// by parfetch alone, without any hook, so without the default headers a hook may have set
+    /// (credentials, in a constructor as much as in an `auth_generator`; see `crate::redirect`).
+    /// `None` inside: no hook was set, and `client` serves every origin.
     cross_origin: std::sync::OnceLock<Result<Option<reqwest::Client>, String>>,
     /// Requests this session may send at once. A worker's share of the fetcher's concurrency:
     /// each request in flight may hold a connection of the session's own pool, so the shares
@@ -130,7 +130,8 @@ impl Session {
             build_client(authenticated)?
         };
         let cross_origin = std::sync::OnceLock::new();
-        if hooks.initializer.is_none() && hooks.auth_generator.is_none() {
+        if hooks.session.is_none() && hooks.initializer.is_none() && hooks.auth_generator.is_none()
+        {
             let _ = cross_origin.set(Ok(None));
         }
         Ok(Self {
@@ -156,11 +157,11 @@ impl Session {
     }
 
     /// The client that sends a hop to the request's own origin (`same_origin`) or to another
-    /// one; the latter is built on first use, from the base that `base_settings` completes.
+    /// one; the latter is built on first use from parfetch's own base, which `base_settings`
+    /// completes.
     pub(crate) fn client_for(
         &self,
         same_origin: bool,
-        hooks: &SessionHooks,
         tls: &SharedTls,
         base_settings: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<&reqwest::Client, String> {
@@ -168,7 +169,7 @@ impl Session {
             return Ok(&self.client);
         }
         let cross_origin = self.cross_origin.get_or_init(|| {
-            let base = base_settings(base_builder(hooks, tls)?);
+            let base = base_settings(own_base(tls)?);
             let _entered = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
             build_client(base).map(Some)
         });
@@ -231,8 +232,13 @@ impl Session {
 fn base_builder(hooks: &SessionHooks, tls: &SharedTls) -> Result<ClientBuilder, String> {
     match &hooks.session {
         Some(constructor) => call_hook("session constructor", || constructor()),
-        None => Ok(reqwest::Client::builder().tls_backend_preconfigured(tls.config()?)),
+        None => own_base(tls),
     }
+}
+
+/// parfetch's own base client builder, with the fetcher's TLS configuration.
+fn own_base(tls: &SharedTls) -> Result<ClientBuilder, String> {
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(tls.config()?))
 }
 
 /// Builds a configured client, with parfetch's redirect policy as the last word: whatever a

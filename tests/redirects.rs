@@ -386,6 +386,27 @@ fn only_safe_headers_go_to_another_origin() {
     assert_eq!(echo["headers"]["x-trace"], "t-1");
 }
 
+/// A session constructor's default headers may hold credentials as much as an auth_generator's:
+/// they stay at the request's origin too.
+#[test]
+fn a_constructors_default_headers_stay_at_the_requests_origin() {
+    let first = TestServer::start();
+    let other = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .session(|| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("x-api-key", "constructor-key".parse().unwrap());
+            ClientBuilder::new().default_headers(headers)
+        })
+        .build()
+        .unwrap();
+    let cross = first.url(&format!("/redirect-to?to={}", other.url("/echo")));
+    let echo = echoed(&fetcher, &cross);
+    assert!(echo["headers"].get("x-api-key").is_none(), "{echo}");
+    let echo = echoed(&fetcher, first.url("/redirect-to?to=/echo"));
+    assert_eq!(echo["headers"]["x-api-key"], "constructor-key");
+}
+
 /// A header opted in goes to another origin, but never over http once the chain was on https.
 #[test]
 fn opted_in_headers_go_to_another_origin_but_never_over_a_downgrade() {
