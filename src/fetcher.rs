@@ -1331,10 +1331,10 @@ impl FetcherBuilder {
     /// `http` once a redirect chain has been on `https`. Call it once per header. A name that is
     /// no header name is refused by [`build`](Self::build).
     ///
-    /// It concerns headers set on the [`Request`]: a session's default headers (set by the
-    /// [`initializer`](Self::initializer) or [`auth_generator`](Self::auth_generator)) never
-    /// leave the request's origin, because hops to other origins are sent by a client built
-    /// without those two hooks.
+    /// It concerns headers set on the [`Request`]: a session's default headers (set by any
+    /// hook: [`session`](Self::session), [`initializer`](Self::initializer),
+    /// [`auth_generator`](Self::auth_generator)) never leave the request's origin, because hops
+    /// to other origins are sent by a client built without the hooks.
     ///
     /// ```
     /// let fetcher = parfetch::Fetcher::builder()

@@ -18,7 +18,7 @@
 //! those opted in never travel over `http` once the chain has been on `https`. A session's
 //! default headers cannot be taken out of a reqwest client (its builder hides them, and the
 //! client adds them to every request it sends), so hops to another origin are sent with a
-//! client built without the `initializer` and `auth_generator` hooks.
+//! client parfetch builds without any of the session hooks.
 //!
 //! [`Fetcher::DEFAULT_MAX_REDIRECTS`]: crate::Fetcher::DEFAULT_MAX_REDIRECTS
 
