@@ -1467,3 +1467,77 @@ pub(crate) fn session_error(request: &Request, reason: &str) -> FetchError {
         reason: reason.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow_list(entries: &[&str]) -> HashSet<String> {
+        entries
+            .iter()
+            .map(|entry| canonical_entry(entry).unwrap_or_else(|| panic!("{entry:?} is a host")))
+            .collect()
+    }
+
+    fn allowed(list: &HashSet<String>, url: &str) -> bool {
+        host_allowed(Some(list), &Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn names_match_whatever_their_case_trailing_dot_or_unicode_form() {
+        let list = allow_list(&["API.Example.com.", "bücher.example"]);
+        for url in [
+            "http://api.example.com/",
+            "https://API.EXAMPLE.COM:8443/x",
+            "http://api.example.com./",
+            "http://xn--bcher-kva.example/",
+            "http://BÜCHER.example/",
+        ] {
+            assert!(allowed(&list, url), "{url}");
+        }
+        for url in [
+            "http://example.com/",
+            "http://api.example.com.evil/",
+            "http://evil-api.example.com/",
+            "http://sub.api.example.com/",
+        ] {
+            assert!(!allowed(&list, url), "{url}");
+        }
+    }
+
+    #[test]
+    fn ip_addresses_match_in_any_form_a_url_accepts() {
+        let list = allow_list(&["127.0.0.1", "[::1]", "2001:DB8::0:1"]);
+        for url in [
+            "http://127.0.0.1/",
+            "http://0x7f.1/",
+            "http://2130706433/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[0:0:0:0:0:0:0:1]/",
+            "http://[2001:db8::1]:8080/",
+        ] {
+            assert!(allowed(&list, url), "{url}");
+        }
+        for url in ["http://127.0.0.2/", "http://localhost/", "http://[::2]/"] {
+            assert!(!allowed(&list, url), "{url}");
+        }
+        assert_eq!(
+            canonical_entry("0x7f.0.0.1"),
+            canonical_entry(" 127.0.0.1 ")
+        );
+    }
+
+    #[test]
+    fn an_entry_that_is_no_host_is_told_apart() {
+        for entry in ["", " ", ".", "[::1", "exa mple.com", "[not-v6]"] {
+            assert_eq!(canonical_entry(entry), None, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn no_list_allows_every_host_and_an_empty_one_none() {
+        let url = Url::parse("http://anywhere.example/").unwrap();
+        assert!(host_allowed(None, &url));
+        assert!(!host_allowed(Some(&HashSet::new()), &url));
+    }
+}

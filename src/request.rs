@@ -560,3 +560,97 @@ impl From<&Request> for Request {
         request.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(request: &Request) -> FetchError {
+        request.checked_url().expect_err("rejected")
+    }
+
+    #[test]
+    fn a_url_in_the_parser_s_own_form_is_held_once_and_any_other_form_as_given_too() {
+        assert!(matches!(Target::parse("http://host/a"), Target::Parsed(_)));
+
+        let rewritten = Target::parse("HTTP://Host");
+        assert!(matches!(rewritten, Target::Rewritten { .. }));
+        assert_eq!(rewritten.given(), "HTTP://Host");
+        assert_eq!(rewritten.url().unwrap().as_str(), "http://host/");
+
+        let invalid = Target::parse("not a url");
+        assert_eq!(invalid.given(), "not a url");
+        assert_eq!(
+            invalid.url().unwrap_err(),
+            url::ParseError::RelativeUrlWithoutBase
+        );
+    }
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_pass_the_check() {
+        let url = Request::get("http://host/a").checked_url().unwrap().clone();
+        assert_eq!(url.as_str(), "http://host/a");
+        assert!(Request::get("HTTPS://Host:8443").checked_url().is_ok());
+
+        for (given, scheme) in [("ftp://host/", "ftp"), ("mailto:a@b", "mailto")] {
+            match rejection(&Request::get(given)) {
+                FetchError::UnsupportedScheme { scheme: found, .. } => assert_eq!(found, scheme),
+                other => panic!("{given}: {other:?}"),
+            }
+        }
+        for given in ["http://", "/relative", "http://exa mple/", ""] {
+            assert!(
+                matches!(
+                    rejection(&Request::get(given)),
+                    FetchError::InvalidUrl { .. }
+                ),
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejected_url_is_named_with_its_password_redacted() {
+        let message = rejection(&Request::get("ftp://bob:pw1@host/")).to_string();
+        assert!(message.contains("ftp://bob:***@host/"), "{message}");
+        assert!(!message.contains("pw1"), "{message}");
+    }
+
+    #[test]
+    fn an_invalid_header_is_kept_as_the_request_s_first_defect() {
+        let request = Request::get("http://host/")
+            .header("x-ok", "1")
+            .header("bad name", "v")
+            .header("x-split", "a\r\nb");
+        assert_eq!(request.headers().len(), 1, "only the valid one is kept");
+        match rejection(&request) {
+            FetchError::InvalidHeader { name, .. } => assert_eq!(name, "bad name"),
+            other => panic!("{other:?}"),
+        }
+
+        let request = Request::get("http://host/").bearer_auth("t\n0k");
+        assert!(matches!(
+            rejection(&request),
+            FetchError::InvalidHeader { .. }
+        ));
+    }
+
+    #[test]
+    fn a_header_set_twice_is_sent_twice() {
+        let request = Request::get("http://host/")
+            .header("accept", "a")
+            .header("accept", "b");
+        assert_eq!(request.headers().get_all("accept").iter().count(), 2);
+        assert!(request.checked_url().is_ok());
+    }
+
+    #[test]
+    fn a_defect_stays_with_a_copy_given_another_url() {
+        let template = Request::post("http://unused.invalid/").header("x\0", "v");
+        let request = template.with_url("http://host/");
+        assert!(matches!(
+            rejection(&request),
+            FetchError::InvalidHeader { .. }
+        ));
+    }
+}

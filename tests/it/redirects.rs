@@ -1,7 +1,7 @@
 //! Redirects, followed by parfetch hop by hop: each hop checked against the allow-list, under
 //! its own host's limits and the retry policy, with only safe headers going to other origins.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

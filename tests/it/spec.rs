@@ -1,7 +1,7 @@
 //! Request specs from JSON, records to JSON, and the progress hook (features serde, progress).
 #![cfg(all(feature = "serde", feature = "progress"))]
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 

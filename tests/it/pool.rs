@@ -1,7 +1,7 @@
 //! `Pool` and `map`: each documented behaviour of `requests_toolbelt.threaded`, and each of its
 //! bugs shown fixed.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The streaming engine: requests in flight bounded by `concurrency`, no batch barriers, inputs
 //! read as slots free up, outcomes handed on as they complete, order kept where asked.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -271,8 +271,15 @@ fn concurrency_is_shared_by_every_entry_point_of_a_fetcher() {
     );
 }
 
+/// Alone in its process: other tests' requests through the global fetcher take its slots.
 #[test]
 fn the_global_fetcher_keeps_its_default_in_flight() {
+    if support::run_alone(
+        module_path!(),
+        "the_global_fetcher_keeps_its_default_in_flight",
+    ) {
+        return;
+    }
     assert_eq!(
         Fetcher::global().concurrency(),
         Fetcher::DEFAULT_CONCURRENCY

@@ -1,7 +1,7 @@
 //! Broken servers and bad input: each ends as one typed exception for its item, and the rest of
 //! the batch completes.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Many hosts: a host's requests reuse the connections its earlier requests opened, whichever
 //! entry point sends them, and per-host limits hold over thousands of hosts.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -79,8 +79,16 @@ fn a_pool_reuses_each_host_s_connections() {
     }));
 }
 
+/// Alone in its process: other tests' requests through the global fetcher would load its
+/// workers and move hosts away from their home.
 #[test]
 fn the_default_fetcher_reuses_each_host_s_connections() {
+    if support::run_alone(
+        module_path!(),
+        "the_default_fetcher_reuses_each_host_s_connections",
+    ) {
+        return;
+    }
     assert_reused(connections_for(|urls| {
         let (responses, _) = parfetch::map(urls);
         responses.len()
