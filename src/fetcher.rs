@@ -95,7 +95,9 @@ struct Settings {
 }
 
 #[derive(Clone)]
-struct ProgressHook(Arc<dyn Fn(&Progress<'_>) + Send + Sync>);
+struct ProgressHook(Arc<ProgressFn>);
+
+type ProgressFn = dyn Fn(Progress, &FetchResult) + Send + Sync;
 
 impl fmt::Debug for ProgressHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,16 +105,22 @@ impl fmt::Debug for ProgressHook {
     }
 }
 
-/// What a [progress hook](FetcherBuilder::on_progress) is shown after each request.
-#[derive(Debug)]
+/// A fetcher's counts of finished requests: from [`Fetcher::progress`], and shown to a
+/// [progress hook](FetcherBuilder::on_progress) after each request.
+///
+/// ```
+/// let fetcher = parfetch::Fetcher::new();
+/// let _ = fetcher.execute("not a url");
+/// let progress = fetcher.progress();
+/// assert_eq!((progress.done, progress.failed), (1, 1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Progress<'a> {
-    /// Requests this fetcher has finished so far, this one included.
+pub struct Progress {
+    /// Requests finished so far (the one just finished included, in a hook).
     pub done: u64,
     /// How many of those ended as exceptions.
     pub failed: u64,
-    /// How this one ended.
-    pub outcome: &'a FetchResult,
 }
 
 impl Settings {
@@ -570,23 +578,19 @@ impl Fetcher {
             shared.failed.load(Ordering::Relaxed)
         };
         if let Some(ProgressHook(on_progress)) = &shared.settings.on_progress {
-            let progress = Progress {
-                done,
-                failed,
-                outcome: &outcome,
-            };
+            let progress = Progress { done, failed };
             // A report must not cost the outcome: a hook that panics is skipped for this one.
-            let _ = catch_unwind(AssertUnwindSafe(|| on_progress(&progress)));
+            let _ = catch_unwind(AssertUnwindSafe(|| on_progress(progress, &outcome)));
         }
         outcome
     }
 
     /// How many requests this fetcher has finished, and how many of them failed, so far.
-    pub fn progress(&self) -> (u64, u64) {
-        (
-            self.shared.done.load(Ordering::Relaxed),
-            self.shared.failed.load(Ordering::Relaxed),
-        )
+    pub fn progress(&self) -> Progress {
+        Progress {
+            done: self.shared.done.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// The size of the dedicated pool, if [`num_processes`](FetcherBuilder::num_processes) was
@@ -1033,6 +1037,19 @@ impl FetcherBuilder {
     /// not need to grow with the requests in flight: each keeps many of them going at once.
     /// At most [`Fetcher::MAX_THREADS`].
     ///
+    /// # Threads, workers and processes
+    ///
+    /// The words as parfetch's documentation and the command's help use them:
+    /// - a **worker** (or worker thread) is one of a fetcher's own threads; it holds one
+    ///   session and keeps many requests in flight at once;
+    /// - **threads**, counted, are those workers: [`Fetcher::threads`], the command's
+    ///   `--threads`; the threads of the caller (a rayon pool, a plain thread) only feed them;
+    /// - a **process** is an operating-system process, such as the command: this setter keeps
+    ///   the original's name, where `num_processes` also counted threads, and parfetch never
+    ///   starts a process;
+    /// - **requests in flight** ([`concurrency`](Self::concurrency), the command's `-j`) are
+    ///   counted across all the workers, whatever their number.
+    ///
     /// ```
     /// let fetcher = parfetch::Fetcher::builder().num_processes(16).build()?;
     /// assert_eq!((fetcher.threads(), fetcher.concurrency()), (16, 16));
@@ -1184,7 +1201,7 @@ impl FetcherBuilder {
     }
 
     /// Calls `hook` after each request this fetcher finishes, on the worker that finished it,
-    /// with the counts so far: for progress reports, metrics or logs. Keep it quick; it runs
+    /// with the counts so far and the outcome: for progress reports, metrics or logs. Keep it quick; it runs
     /// on the request path. Replaces any earlier hook (and [`progress_bar`](Self::progress_bar)).
     /// If it panics, the panic is caught and the outcome goes on as if nothing happened.
     ///
@@ -1195,8 +1212,8 @@ impl FetcherBuilder {
     /// let timeouts = Arc::new(AtomicU64::new(0));
     /// let counted = Arc::clone(&timeouts);
     /// let fetcher = parfetch::Fetcher::builder()
-    ///     .on_progress(move |progress| {
-    ///         if progress.outcome.as_ref().is_err_and(|e| e.error().is_timeout()) {
+    ///     .on_progress(move |progress, outcome| {
+    ///         if outcome.as_ref().is_err_and(|e| e.error().is_timeout()) {
     ///             counted.fetch_add(1, Ordering::Relaxed);
     ///         }
     ///         if progress.done % 10_000 == 0 {
@@ -1208,7 +1225,7 @@ impl FetcherBuilder {
     /// ```
     pub fn on_progress<F>(mut self, hook: F) -> Self
     where
-        F: Fn(&Progress<'_>) + Send + Sync + 'static,
+        F: Fn(Progress, &FetchResult) + Send + Sync + 'static,
     {
         self.settings.on_progress = Some(ProgressHook(Arc::new(hook)));
         self
@@ -1228,9 +1245,9 @@ impl FetcherBuilder {
     /// ```
     #[cfg(feature = "progress")]
     pub fn progress_bar(self, bar: indicatif::ProgressBar) -> Self {
-        self.on_progress(move |progress| {
+        self.on_progress(move |progress, outcome| {
             bar.inc(1);
-            if progress.outcome.is_err() {
+            if outcome.is_err() {
                 bar.set_message(format!("{} failed", progress.failed));
             }
         })

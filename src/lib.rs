@@ -61,6 +61,9 @@
 //!
 //! # Threads and requests in flight
 //!
+//! (What "thread", "worker" and "process" mean here is said once, in the section *Threads,
+//! workers and processes* of [`num_processes`](FetcherBuilder::num_processes).)
+//!
 //! One knob sets how many requests are in flight:
 //! [`concurrency`](FetcherBuilder::concurrency), across the whole fetcher, whatever the number of
 //! threads ([`Fetcher::DEFAULT_CONCURRENCY`], 64, unless set). A fetcher sends from worker threads
@@ -106,7 +109,7 @@
 //! - `json` (default): [`Request::json`] bodies and [`ThreadResponse::json`] decoding, with serde.
 //! - `gzip` (default): asks for and decodes gzip-compressed responses;
 //!   [`max_body_bytes`](FetcherBuilder::max_body_bytes) caps the decoded size.
-//! - `serde`: [`Request::from_json`] and `Deserialize` for request specs in the original's
+//! - `serde`: [`Request::from_spec_json`] and `Deserialize` for request specs in the original's
 //!   request-dict shape, `Serialize` for outcomes as JSON records.
 //! - `progress`: [`FetcherBuilder::progress_bar`] drives an indicatif progress bar.
 //! - `cli`: the `parfetch` command.
@@ -132,8 +135,8 @@ mod tls;
 
 pub use error::{BuildError, FetchError};
 pub use fetcher::{Fetcher, FetcherBuilder, Progress};
-pub use outcome::{ThreadException, ThreadResponse};
-pub use par::{Fetch, FetchAll, FetchResult};
+pub use outcome::{FetchResult, ThreadException, ThreadResponse};
+pub use par::{Fetch, FetchAll};
 pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
 pub use redact::redact_text;
 pub use request::Request;

@@ -1,4 +1,5 @@
-//! The two ways a request ends: [`ThreadResponse`] or [`ThreadException`].
+//! The two ways a request ends: [`ThreadResponse`] or [`ThreadException`], together a
+//! [`FetchResult`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,6 +12,9 @@ use url::Url;
 
 use crate::session::Received;
 use crate::{FetchError, Request};
+
+/// What one request becomes: a response (any HTTP status) or an exception.
+pub type FetchResult = Result<ThreadResponse, ThreadException>;
 
 /// A response, body included, and the [`Request`] it answers.
 ///

@@ -4,10 +4,7 @@ use rayon::iter::plumbing::{Consumer, ProducerCallback, UnindexedConsumer};
 use rayon::iter::{Either, IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 use crate::engine::{self, Feed, KeepAll, Ordered, Unordered};
-use crate::{Fetcher, Request, ThreadException, ThreadResponse};
-
-/// What one request becomes: a response (any HTTP status) or an exception.
-pub type FetchResult = Result<ThreadResponse, ThreadException>;
+use crate::{FetchResult, Fetcher, Request, ThreadException, ThreadResponse};
 
 /// Fetches the requests of a rayon parallel iterator.
 ///

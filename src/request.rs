@@ -44,7 +44,7 @@ use crate::FetchError;
 /// ```
 #[derive(Clone)]
 pub struct Request {
-    spec: Arc<Spec>,
+    parts: Arc<RequestParts>,
 }
 
 /// Shows everything but credentials: a URL's password, the values of credential headers and
@@ -63,32 +63,33 @@ impl std::fmt::Debug for Request {
         });
         let mut debug = f.debug_struct("Request");
         debug
-            .field("method", &self.spec.method)
+            .field("method", &self.parts.method)
             .field("url", &self.url_for_messages())
             .field("headers", &headers)
             .field("query", &more.query)
             .field("body_bytes", &more.body.as_ref().map(Bytes::len))
             .field("auth", &auth)
-            .field("timeout", &self.spec.timeout);
+            .field("timeout", &self.parts.timeout);
         #[cfg(feature = "json")]
         debug.field("id", &more.id);
         debug.finish()
     }
 }
 
+/// What a [`Request`] is made of, shared by its clones and copied on the first change.
 #[derive(Clone, Debug)]
-struct Spec {
+struct RequestParts {
     method: Method,
     target: Target,
     timeout: Option<Duration>,
     /// `None` for a request made from a URL alone: batches of millions of those are usual, and
     /// the empty parts would take about twice the room of the rest.
-    more: Option<Box<MoreSpec>>,
+    more: Option<Box<MoreParts>>,
 }
 
-/// The parts of a spec that a request made from a URL alone does not have.
+/// The parts that a request made from a URL alone does not have.
 #[derive(Clone, Debug, Default)]
-struct MoreSpec {
+struct MoreParts {
     headers: HeaderMap,
     query: Vec<(String, String)>,
     body: Option<Bytes>,
@@ -99,8 +100,8 @@ struct MoreSpec {
     id: Option<serde_json::Value>,
 }
 
-/// What a request without [`MoreSpec`] has of each part.
-static NO_MORE_SPEC: LazyLock<MoreSpec> = LazyLock::new(MoreSpec::default);
+/// What a request without [`MoreParts`] has of each part.
+static NO_MORE_PARTS: LazyLock<MoreParts> = LazyLock::new(MoreParts::default);
 
 /// Where a request goes: the URL as given and as parsed, the given text kept apart only when
 /// the parser rewrote it, so that the usual request holds its URL once.
@@ -184,7 +185,7 @@ impl Request {
 
     fn to(method: Method, target: Target) -> Self {
         Self {
-            spec: Arc::new(Spec {
+            parts: Arc::new(RequestParts {
                 method,
                 target,
                 timeout: None,
@@ -194,17 +195,17 @@ impl Request {
     }
 
     /// The spec, to change: shared specs are copied first.
-    fn spec_mut(&mut self) -> &mut Spec {
-        Arc::make_mut(&mut self.spec)
+    fn parts_mut(&mut self) -> &mut RequestParts {
+        Arc::make_mut(&mut self.parts)
     }
 
     /// The headers, query, body, credentials and defect, to change.
-    fn more_mut(&mut self) -> &mut MoreSpec {
-        self.spec_mut().more.get_or_insert_default()
+    fn more_mut(&mut self) -> &mut MoreParts {
+        self.parts_mut().more.get_or_insert_default()
     }
 
-    fn more(&self) -> &MoreSpec {
-        self.spec.more.as_deref().unwrap_or(&NO_MORE_SPEC)
+    fn more(&self) -> &MoreParts {
+        self.parts.more.as_deref().unwrap_or(&NO_MORE_PARTS)
     }
 
     /// A `GET` request.
@@ -244,7 +245,7 @@ impl Request {
     /// ```
     pub fn with_url(&self, url: impl AsRef<str>) -> Self {
         let mut request = self.clone();
-        request.spec_mut().target = Target::parse(url.as_ref());
+        request.parts_mut().target = Target::parse(url.as_ref());
         request
     }
 
@@ -378,7 +379,7 @@ impl Request {
     /// Sets a timeout for this request alone, in place of the fetcher's. It covers connecting,
     /// sending and reading the whole body.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.spec_mut().timeout = Some(timeout);
+        self.parts_mut().timeout = Some(timeout);
         self
     }
 
@@ -411,7 +412,7 @@ impl Request {
 
     /// The HTTP method.
     pub fn method(&self) -> &Method {
-        &self.spec.method
+        &self.parts.method
     }
 
     /// [`url`](Self::url) with any password in it redacted: for messages and records.
@@ -421,7 +422,7 @@ impl Request {
 
     /// The URL exactly as it was given, before parsing and query parameters.
     pub fn url(&self) -> &str {
-        self.spec.target.given()
+        self.parts.target.given()
     }
 
     /// The headers set on this request (not those the session adds).
@@ -441,7 +442,7 @@ impl Request {
 
     /// The timeout set on this request, if any.
     pub fn timeout_override(&self) -> Option<Duration> {
-        self.spec.timeout
+        self.parts.timeout
     }
 
     fn record(&mut self, defect: Defect) {
@@ -459,12 +460,15 @@ impl Request {
     /// Checks what could not be checked while building: the URL, its scheme, headers and body.
     /// Returns the URL to send to.
     pub(crate) fn checked_url(&self) -> Result<&Url, FetchError> {
-        let spec = &*self.spec;
+        let parts = &*self.parts;
         let url_as_given = || self.url_for_messages().into_owned();
-        let url = spec.target.url().map_err(|reason| FetchError::InvalidUrl {
-            url: url_as_given(),
-            reason,
-        })?;
+        let url = parts
+            .target
+            .url()
+            .map_err(|reason| FetchError::InvalidUrl {
+                url: url_as_given(),
+                reason,
+            })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::UnsupportedScheme {
                 url: url_as_given(),
@@ -496,15 +500,15 @@ impl Request {
         client: &reqwest::Client,
         url: &Url,
     ) -> reqwest::RequestBuilder {
-        let Some(more) = self.spec.more.as_deref() else {
-            return client.request(self.spec.method.clone(), url.clone());
+        let Some(more) = self.parts.more.as_deref() else {
+            return client.request(self.parts.method.clone(), url.clone());
         };
         let mut url = url.clone();
         if !more.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&more.query);
         }
         let mut builder = client
-            .request(self.spec.method.clone(), url)
+            .request(self.parts.method.clone(), url)
             .headers(more.headers.clone());
         if let Some(body) = &more.body {
             builder = builder.body(body.clone());

@@ -42,15 +42,15 @@ impl Request {
     /// ```
     /// use parfetch::Request;
     ///
-    /// let request = Request::from_json(
+    /// let request = Request::from_spec_json(
     ///     r#"{"method": "POST", "url": "http://127.0.0.1:8080/rows", "json": {"id": 7}, "timeout": 2.5}"#,
     /// )?;
     /// assert_eq!(request.method(), "POST");
     /// assert_eq!(request.body_bytes().unwrap().as_ref(), br#"{"id":7}"#);
     ///
-    /// let error = Request::from_json(r#"{"url": "http://x/", "timeout": "soon"}"#).unwrap_err();
+    /// let error = Request::from_spec_json(r#"{"url": "http://x/", "timeout": "soon"}"#).unwrap_err();
     /// assert!(error.to_string().starts_with("timeout: invalid type"), "{error}");
-    /// let error = Request::from_json(r#"{"url": "http://x/", "verify": false}"#).unwrap_err();
+    /// let error = Request::from_spec_json(r#"{"url": "http://x/", "verify": false}"#).unwrap_err();
     /// assert!(error.to_string().contains("unknown field `verify`"), "{error}");
     /// # Ok::<(), parfetch::SpecError>(())
     /// ```
@@ -58,7 +58,7 @@ impl Request {
     /// # Errors
     /// [`SpecError`] naming the key at fault, for malformed JSON, unknown keys, wrong types and
     /// invalid values.
-    pub fn from_json(text: &str) -> Result<Self, SpecError> {
+    pub fn from_spec_json(text: &str) -> Result<Self, SpecError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let request: Request =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -76,9 +76,11 @@ impl Request {
     }
 }
 
+/// The original's request dict (`requests.request`'s keyword arguments) as JSON, read as
+/// given before it becomes a [`Request`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Spec {
+struct RequestDict {
     #[serde(default)]
     method: Option<String>,
     url: String,
@@ -133,20 +135,20 @@ enum Data {
 
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spec = Spec::deserialize(deserializer)?;
-        let method = match spec.method {
+        let dict = RequestDict::deserialize(deserializer)?;
+        let method = match dict.method {
             Some(method) => Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| D::Error::custom(format!("invalid HTTP method {method:?}")))?,
             None => Method::GET,
         };
-        let mut request = Request::new(method, &spec.url);
-        for (name, value) in spec.headers {
+        let mut request = Request::new(method, &dict.url);
+        for (name, value) in dict.headers {
             request = request.header(name, value);
         }
-        if !spec.params.is_empty() {
-            request = request.query(spec.params.into_iter().map(|(k, v)| (k, v.into_text())));
+        if !dict.params.is_empty() {
+            request = request.query(dict.params.into_iter().map(|(k, v)| (k, v.into_text())));
         }
-        request = match (spec.json, spec.data) {
+        request = match (dict.json, dict.data) {
             (Some(_), Some(_)) => {
                 return Err(D::Error::custom("give either `json` or `data`, not both"));
             }
@@ -157,7 +159,7 @@ impl<'de> Deserialize<'de> for Request {
             }
             (None, None) => request,
         };
-        if let Some(seconds) = spec.timeout {
+        if let Some(seconds) = dict.timeout {
             let timeout = Duration::try_from_secs_f64(seconds)
                 .ok()
                 .filter(|timeout| !timeout.is_zero())
@@ -168,10 +170,10 @@ impl<'de> Deserialize<'de> for Request {
                 })?;
             request = request.timeout(timeout);
         }
-        if let Some((user, password)) = spec.auth {
+        if let Some((user, password)) = dict.auth {
             request = request.basic_auth(user, Some(password));
         }
-        if let Some(id) = spec.id {
+        if let Some(id) = dict.id {
             request = request.id(id);
         }
         Ok(request)
