@@ -122,7 +122,7 @@ mod fetcher;
 mod limits;
 mod outcome;
 mod par;
-mod pool;
+pub mod pool;
 mod redact;
 mod redirect;
 mod request;
@@ -137,7 +137,7 @@ pub use error::{BuildError, FetchError};
 pub use fetcher::{Fetcher, FetcherBuilder, Progress};
 pub use outcome::{FetchResult, ThreadException, ThreadResponse};
 pub use par::{Fetch, FetchAll};
-pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
+pub use pool::{Pool, map, map_with};
 pub use redact::redact_text;
 pub use request::Request;
 /// The reqwest version parfetch is built on, for session hooks (`reqwest::Certificate`,

@@ -1,5 +1,10 @@
 //! [`Pool`] and [`map`]: the API of `requests_toolbelt.threaded`, layered on [`Fetcher`] and
-//! [`FetchAll`].
+//! [`FetchAll`], with the types that go with a pool: its builder ([`PoolBuilder`]), a handle
+//! to its queue ([`JobQueue`]), its blocking iterator ([`Results`]) and its errors
+//! ([`QueueClosed`], [`JoinTimeout`]).
+//!
+//! `Pool`, `map` and `map_with` are also at the crate root, where the original's users look
+//! for them.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -494,7 +499,7 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
 ///
 /// // Or start from a fetcher's builder.
 /// let builder = Fetcher::builder().concurrency(128).max_per_host(4);
-/// let pool = parfetch::PoolBuilder::from(builder).build()?;
+/// let pool = parfetch::pool::PoolBuilder::from(builder).build()?;
 /// # Ok::<(), parfetch::BuildError>(())
 /// ```
 #[derive(Debug, Default)]
