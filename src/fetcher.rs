@@ -1244,6 +1244,7 @@ impl FetcherBuilder {
     /// # Ok::<(), parfetch::BuildError>(())
     /// ```
     #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
     pub fn progress_bar(self, bar: indicatif::ProgressBar) -> Self {
         self.on_progress(move |progress, outcome| {
             bar.inc(1);

@@ -116,6 +116,8 @@
 //! - `cookies`: reqwest's cookie store, switched on per session by a hook:
 //!   `.initializer(|session| session.cookie_store(true))`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod engine;
 mod error;
 mod fetcher;

@@ -107,6 +107,7 @@ impl ThreadResponse {
     /// # Errors
     /// When the body is not valid JSON for `T`.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }

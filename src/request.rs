@@ -334,6 +334,7 @@ impl Request {
     /// assert_eq!(request.body_bytes().unwrap().as_ref(), br#"{"id":7}"#);
     /// ```
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(encoded) => self.content_type_default("application/json").body(encoded),
@@ -365,6 +366,7 @@ impl Request {
     /// assert_eq!(exception.request().id_value().unwrap()["row"], 7);
     /// ```
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn id(mut self, id: impl Into<serde_json::Value>) -> Self {
         self.more_mut().id = Some(id.into());
         self
@@ -372,6 +374,7 @@ impl Request {
 
     /// The id set with [`id`](Self::id), if any.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn id_value(&self) -> Option<&serde_json::Value> {
         self.more().id.as_ref()
     }

@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::{Request, ThreadException, ThreadResponse};
 
 /// A request spec that could not be read; the message names the key at fault.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct SpecError {
@@ -58,6 +59,7 @@ impl Request {
     /// # Errors
     /// [`SpecError`] naming the key at fault, for malformed JSON, unknown keys, wrong types and
     /// invalid values.
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     pub fn from_spec_json(text: &str) -> Result<Self, SpecError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let request: Request =
@@ -133,6 +135,7 @@ enum Data {
     Form(BTreeMap<String, Scalar>),
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let dict = RequestDict::deserialize(deserializer)?;
@@ -183,6 +186,7 @@ impl<'de> Deserialize<'de> for Request {
 /// The request part of a record: method, URL as given, and the headers, query and timeout set
 /// on it. Bodies and credentials are left out: a URL's password shows as `***`, the values of
 /// credential headers (`Authorization`, `Cookie`, `X-Api-Key`, ...) as `<redacted>`.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for Request {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -208,6 +212,7 @@ impl Serialize for Request {
 
 /// `{"id" (when the request has one), "request", "ok": true, "status", "url", "headers", "body" or "body_base64", "elapsed_ms",
 /// "attempts"}`; the body is text when it is UTF-8, base64 otherwise.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for ThreadResponse {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -234,6 +239,7 @@ impl Serialize for ThreadResponse {
 
 /// `{"id" (when the request has one), "request", "ok": false, "error": {"kind", "message"},
 /// "attempts"}`.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for ThreadException {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
