@@ -35,17 +35,19 @@ use crate::{
 /// Use it with the [`FetchAll`](crate::FetchAll) trait's `*_with` methods, or call
 /// [`execute`](Self::execute) from any thread.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use parfetch::prelude::*;
 /// use rayon::prelude::*;
 ///
+/// # let base = parfetch::doc_support::serve(2);
 /// let fetcher = parfetch::Fetcher::builder()
 ///     .num_processes(64)
 ///     .timeout(Duration::from_secs(10))
 ///     .build()?;
-/// let urls = vec!["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"];
+/// let urls = vec![format!("{base}/a"), format!("{base}/b")];
 /// let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+/// assert_eq!((responses.len(), exceptions.len()), (2, 0));
 /// # Ok::<(), parfetch::BuildError>(())
 /// ```
 #[derive(Clone)]
@@ -346,9 +348,10 @@ impl Fetcher {
     /// A [`ThreadException`] holding the request and the [`FetchError`] that stopped it. HTTP
     /// error statuses are not errors.
     ///
-    /// ```no_run
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
     /// let fetcher = parfetch::Fetcher::new();
-    /// match fetcher.execute("http://127.0.0.1:8080/health") {
+    /// match fetcher.execute(format!("{base}/health")) {
     ///     Ok(response) => println!("{} {}", response.status(), response.text()),
     ///     Err(exception) => eprintln!("{exception}"),
     /// }
@@ -679,14 +682,7 @@ impl Fetcher {
     /// Memory stays bounded by what is in flight, however long the input.
     ///
     /// ```
-    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    /// # let base = format!("http://{}", listener.local_addr().unwrap());
-    /// # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
-    /// #     use std::io::{Read, Write};
-    /// #     let mut head = [0u8; 4096];
-    /// #     let _ = stream.read(&mut head);
-    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-    /// # });
+    /// # let base = parfetch::doc_support::serve(3);
     /// use std::io::BufRead;
     ///
     /// let lines = format!("{base}/a\n{base}/b\n{base}/c\n");
@@ -713,12 +709,15 @@ impl Fetcher {
     /// not read further while the reorder window is full (256 outcomes per request in flight):
     /// a request that takes long slows the others down only once that window is full.
     ///
-    /// ```no_run
-    /// let urls = (0..1000).map(|i| format!("http://127.0.0.1:8080/item/{i}"));
+    /// ```
+    /// # let base = parfetch::doc_support::serve(100);
+    /// let urls = (0..100).map(|i| format!("{base}/item/{i}"));
+    /// let mut paths = Vec::new();
     /// parfetch::Fetcher::new().for_each_in_order(urls, |outcome| match outcome {
-    ///     Ok(response) => println!("{}", response.status()),
+    ///     Ok(response) => paths.push(response.url().path().to_owned()),
     ///     Err(exception) => eprintln!("{exception}"),
     /// });
+    /// assert_eq!(paths[99], "/item/99"); // in input order
     /// ```
     ///
     /// # Panics
@@ -738,14 +737,7 @@ impl Fetcher {
     /// abandoned. A consumer whose output has gone (a closed pipe) stops the sending at once.
     ///
     /// ```
-    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    /// # let base = format!("http://{}", listener.local_addr().unwrap());
-    /// # std::thread::spawn(move || for mut stream in listener.incoming().flatten() {
-    /// #     use std::io::{Read, Write};
-    /// #     let mut head = [0u8; 4096];
-    /// #     let _ = stream.read(&mut head);
-    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-    /// # });
+    /// # let base = parfetch::doc_support::serve(usize::MAX);
     /// use std::ops::ControlFlow;
     ///
     /// let urls = (0..1_000).map(|i| format!("{base}/{i}"));
@@ -1089,6 +1081,17 @@ impl FetcherBuilder {
 
     /// Sends failed requests again, as `policy` says. Off by default: every request is sent
     /// once. Each attempt has the full [`timeout`](Self::timeout).
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve_raw(2, "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .retry(parfetch::RetryPolicy::new(2))
+    ///     .build()?;
+    /// let response = fetcher.execute(base).unwrap();
+    /// // Sent twice; the last answer is handed back.
+    /// assert_eq!((response.status().as_u16(), response.attempts()), (503, 2));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.settings.retry = Some(policy);
         self
@@ -1096,6 +1099,18 @@ impl FetcherBuilder {
 
     /// Sets the timeout for each request, from connecting to the last byte of the body.
     /// [`Request::timeout`] overrides it per request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
+    /// let url = format!("http://{}/", silent.local_addr().unwrap());
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .timeout(Duration::from_millis(200))
+    ///     .build()?;
+    /// assert!(fetcher.execute(url).unwrap_err().error().is_timeout());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
@@ -1112,6 +1127,19 @@ impl FetcherBuilder {
     /// sent again at once, up to twice, whatever the [`retry`](Self::retry) policy; against
     /// `python3 -m http.server`, 2,000 GETs at the defaults went from a dozen or more 30 s
     /// timeouts per run to every request answered in 4 to 12 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// // Nothing listens there: the connection is refused, which is a connect error too.
+    /// let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    /// let exception = fetcher.execute(format!("http://{closed}/")).unwrap_err();
+    /// assert!(exception.error().is_connect());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
         self
@@ -1153,6 +1181,19 @@ impl FetcherBuilder {
     /// At most `n` requests in flight to any one host at a time, across all workers (and
     /// retries). Waiting for a slot does not count towards a request's timeout. Hosts are told
     /// apart by name, not port. `0` is refused by [`build`](Self::build).
+    ///
+    /// ```
+    /// use parfetch::prelude::*;
+    /// use rayon::prelude::*;
+    ///
+    /// # let base = parfetch::doc_support::serve(8);
+    /// let urls: Vec<String> = (0..8).map(|i| format!("{base}/{i}")).collect();
+    /// let fetcher = parfetch::Fetcher::builder().max_per_host(2).build()?;
+    /// let (responses, _) = urls.par_iter().fetch_all_with(&fetcher); // 2 at a time
+    /// assert_eq!(responses.len(), 8);
+    /// assert!(parfetch::Fetcher::builder().max_per_host(0).build().is_err());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn max_per_host(mut self, n: usize) -> Self {
         self.settings.max_per_host = Some(n);
         self
@@ -1184,6 +1225,15 @@ impl FetcherBuilder {
     /// that the environment names, as curl and Python's requests do: `HTTP_PROXY` for `http`
     /// URLs, `HTTPS_PROXY` for `https`, `ALL_PROXY` for both (lower-case names too), except for
     /// the hosts listed in `NO_PROXY`. [`Fetcher::proxies`] tells which are in use.
+    ///
+    /// ```
+    /// # let proxy = parfetch::doc_support::serve(1);
+    /// // The proxy answers for the host, whose name need not resolve here.
+    /// let fetcher = parfetch::Fetcher::builder().proxy(&proxy).build()?;
+    /// let response = fetcher.execute("http://example.invalid/").unwrap();
+    /// assert_eq!(response.text(), "ok");
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn proxy(mut self, url: impl AsRef<str>) -> Self {
         let url = url.as_ref();
         self.settings.proxy = ProxySetting::To(Box::new(
@@ -1195,6 +1245,13 @@ impl FetcherBuilder {
     }
 
     /// Sends every request straight to its host, whatever proxies the environment names.
+    ///
+    /// ```
+    /// // HTTP_PROXY and the others are not looked at.
+    /// let fetcher = parfetch::Fetcher::builder().no_proxy().build()?;
+    /// assert!(fetcher.proxies().is_empty());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn no_proxy(mut self) -> Self {
         self.settings.proxy = ProxySetting::Off;
         self
@@ -1256,6 +1313,16 @@ impl FetcherBuilder {
 
     /// Sets the largest response body to read; a larger one makes that request fail with
     /// [`FetchError::BodyTooLarge`].
+    ///
+    /// ```
+    /// use parfetch::FetchError;
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder().max_body_bytes(1).build()?;
+    /// let exception = fetcher.execute(base).unwrap_err(); // a body of 2 bytes
+    /// assert!(matches!(exception.error(), FetchError::BodyTooLarge { limit: 1, .. }));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
         self.settings.max_body_bytes = limit;
         self
@@ -1316,6 +1383,18 @@ impl FetcherBuilder {
     /// parfetch's own base shares one TLS configuration between all sessions of the fetcher.
     /// A builder from this constructor is used as it is, so it makes its own TLS configuration
     /// for every session (a few milliseconds each).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .session(|| parfetch::ClientBuilder::new().tcp_keepalive(Duration::from_secs(30)))
+    ///     .build()?;
+    /// assert_eq!(fetcher.execute(base).unwrap().status(), 200);
+    /// assert_eq!(fetcher.session_count(), 1); // built by the first request's worker
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn session<F>(mut self, constructor: F) -> Self
     where
         F: Fn() -> ClientBuilder + Send + Sync + 'static,
@@ -1337,6 +1416,15 @@ impl FetcherBuilder {
     /// The builder it gets carries the fetcher's shared TLS configuration, which TLS settings
     /// (extra root certificates, client identities) do not change: make those in a
     /// [`session`](Self::session) constructor.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .initializer(|session| session.user_agent("my-etl/1.0"))
+    ///     .build()?;
+    /// assert_eq!(fetcher.execute(base).unwrap().status(), 200);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn initializer<F>(mut self, initializer: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -1350,6 +1438,21 @@ impl FetcherBuilder {
     ///
     /// Its default headers go only to the request's origin, redirects included (see
     /// [`initializer`](Self::initializer)).
+    ///
+    /// ```
+    /// use parfetch::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .auth_generator(|session| {
+    ///         let mut token = HeaderValue::from_static("Bearer t0k3n");
+    ///         token.set_sensitive(true); // redacted wherever parfetch shows it
+    ///         session.default_headers(HeaderMap::from_iter([(AUTHORIZATION, token)]))
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(fetcher.execute(base).unwrap().status(), 200);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn auth_generator<F>(mut self, auth_generator: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
