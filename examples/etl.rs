@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .lines()
         .enumerate()
     {
-        match Request::from_json(&line?) {
+        match Request::from_spec_json(&line?) {
             Ok(request) => requests.push(request),
             Err(error) => rejected.push(format!("line {}: {error}", number + 1)),
         }

@@ -222,7 +222,7 @@ pub fn parse_line(
         return Parsed::Skip;
     }
     let request = if trimmed.starts_with('{') {
-        match Request::from_json(trimmed) {
+        match Request::from_spec_json(trimmed) {
             Ok(request) => match Url::parse(request.url()) {
                 Ok(_) => request,
                 Err(e) => {

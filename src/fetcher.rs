@@ -36,17 +36,19 @@ use crate::{
 /// Use it with the [`FetchAll`](crate::FetchAll) trait's `*_with` methods, or call
 /// [`execute`](Self::execute) from any thread.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use parfetch::prelude::*;
 /// use rayon::prelude::*;
 ///
+/// # let base = parfetch::doc_support::serve(2);
 /// let fetcher = parfetch::Fetcher::builder()
 ///     .num_processes(64)
 ///     .timeout(Duration::from_secs(10))
 ///     .build()?;
-/// let urls = vec!["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"];
+/// let urls = vec![format!("{base}/a"), format!("{base}/b")];
 /// let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+/// assert_eq!((responses.len(), exceptions.len()), (2, 0));
 /// # Ok::<(), parfetch::BuildError>(())
 /// ```
 #[derive(Clone)]
@@ -101,7 +103,9 @@ struct Settings {
 }
 
 #[derive(Clone)]
-struct ProgressHook(Arc<dyn Fn(&Progress<'_>) + Send + Sync>);
+struct ProgressHook(Arc<ProgressFn>);
+
+type ProgressFn = dyn Fn(Progress, &FetchResult) + Send + Sync;
 
 impl fmt::Debug for ProgressHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -109,16 +113,22 @@ impl fmt::Debug for ProgressHook {
     }
 }
 
-/// What a [progress hook](FetcherBuilder::on_progress) is shown after each request.
-#[derive(Debug)]
+/// A fetcher's counts of finished requests: from [`Fetcher::progress`], and shown to a
+/// [progress hook](FetcherBuilder::on_progress) after each request.
+///
+/// ```
+/// let fetcher = parfetch::Fetcher::new();
+/// let _ = fetcher.execute("not a url");
+/// let progress = fetcher.progress();
+/// assert_eq!((progress.done, progress.failed), (1, 1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Progress<'a> {
-    /// Requests this fetcher has finished so far, this one included.
+pub struct Progress {
+    /// Requests finished so far (the one just finished included, in a hook).
     pub done: u64,
     /// How many of those ended as exceptions.
     pub failed: u64,
-    /// How this one ended.
-    pub outcome: &'a FetchResult,
 }
 
 impl Settings {
@@ -355,9 +365,10 @@ impl Fetcher {
     /// A [`ThreadException`] holding the request and the [`FetchError`] that stopped it. HTTP
     /// error statuses are not errors.
     ///
-    /// ```no_run
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
     /// let fetcher = parfetch::Fetcher::new();
-    /// match fetcher.execute("http://127.0.0.1:8080/health") {
+    /// match fetcher.execute(format!("{base}/health")) {
     ///     Ok(response) => println!("{} {}", response.status(), response.text()),
     ///     Err(exception) => eprintln!("{exception}"),
     /// }
@@ -596,23 +607,19 @@ impl Fetcher {
             shared.failed.load(Ordering::Relaxed)
         };
         if let Some(ProgressHook(on_progress)) = &shared.settings.on_progress {
-            let progress = Progress {
-                done,
-                failed,
-                outcome: &outcome,
-            };
+            let progress = Progress { done, failed };
             // A report must not cost the outcome: a hook that panics is skipped for this one.
-            let _ = catch_unwind(AssertUnwindSafe(|| on_progress(&progress)));
+            let _ = catch_unwind(AssertUnwindSafe(|| on_progress(progress, &outcome)));
         }
         outcome
     }
 
     /// How many requests this fetcher has finished, and how many of them failed, so far.
-    pub fn progress(&self) -> (u64, u64) {
-        (
-            self.shared.done.load(Ordering::Relaxed),
-            self.shared.failed.load(Ordering::Relaxed),
-        )
+    pub fn progress(&self) -> Progress {
+        Progress {
+            done: self.shared.done.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// The most origins this fetcher keeps connections open to between requests (see
@@ -707,14 +714,7 @@ impl Fetcher {
     /// Memory stays bounded by what is in flight, however long the input.
     ///
     /// ```
-    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    /// # let base = format!("http://{}", listener.local_addr().unwrap());
-    /// # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
-    /// #     use std::io::{Read, Write};
-    /// #     let mut head = [0u8; 4096];
-    /// #     let _ = stream.read(&mut head);
-    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-    /// # });
+    /// # let base = parfetch::doc_support::serve(3);
     /// use std::io::BufRead;
     ///
     /// let lines = format!("{base}/a\n{base}/b\n{base}/c\n");
@@ -741,12 +741,15 @@ impl Fetcher {
     /// not read further while the reorder window is full (256 outcomes per request in flight):
     /// a request that takes long slows the others down only once that window is full.
     ///
-    /// ```no_run
-    /// let urls = (0..1000).map(|i| format!("http://127.0.0.1:8080/item/{i}"));
+    /// ```
+    /// # let base = parfetch::doc_support::serve(100);
+    /// let urls = (0..100).map(|i| format!("{base}/item/{i}"));
+    /// let mut paths = Vec::new();
     /// parfetch::Fetcher::new().for_each_in_order(urls, |outcome| match outcome {
-    ///     Ok(response) => println!("{}", response.status()),
+    ///     Ok(response) => paths.push(response.url().path().to_owned()),
     ///     Err(exception) => eprintln!("{exception}"),
     /// });
+    /// assert_eq!(paths[99], "/item/99"); // in input order
     /// ```
     ///
     /// # Panics
@@ -766,14 +769,7 @@ impl Fetcher {
     /// abandoned. A consumer whose output has gone (a closed pipe) stops the sending at once.
     ///
     /// ```
-    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    /// # let base = format!("http://{}", listener.local_addr().unwrap());
-    /// # std::thread::spawn(move || for mut stream in listener.incoming().flatten() {
-    /// #     use std::io::{Read, Write};
-    /// #     let mut head = [0u8; 4096];
-    /// #     let _ = stream.read(&mut head);
-    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-    /// # });
+    /// # let base = parfetch::doc_support::serve(usize::MAX);
     /// use std::ops::ControlFlow;
     ///
     /// let urls = (0..1_000).map(|i| format!("{base}/{i}"));
@@ -1066,6 +1062,19 @@ impl FetcherBuilder {
     /// not need to grow with the requests in flight: each keeps many of them going at once.
     /// At most [`Fetcher::MAX_THREADS`].
     ///
+    /// # Threads, workers and processes
+    ///
+    /// The words as parfetch's documentation and the command's help use them:
+    /// - a **worker** (or worker thread) is one of a fetcher's own threads; it holds one
+    ///   session and keeps many requests in flight at once;
+    /// - **threads**, counted, are those workers: [`Fetcher::threads`], the command's
+    ///   `--threads`; the threads of the caller (a rayon pool, a plain thread) only feed them;
+    /// - a **process** is an operating-system process, such as the command: this setter keeps
+    ///   the original's name, where `num_processes` also counted threads, and parfetch never
+    ///   starts a process;
+    /// - **requests in flight** ([`concurrency`](Self::concurrency), the command's `-j`) are
+    ///   counted across all the workers, whatever their number.
+    ///
     /// ```
     /// let fetcher = parfetch::Fetcher::builder().num_processes(16).build()?;
     /// assert_eq!((fetcher.threads(), fetcher.concurrency()), (16, 16));
@@ -1105,6 +1114,17 @@ impl FetcherBuilder {
 
     /// Sends failed requests again, as `policy` says. Off by default: every request is sent
     /// once. Each attempt has the full [`timeout`](Self::timeout).
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve_raw(2, "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .retry(parfetch::RetryPolicy::new(2))
+    ///     .build()?;
+    /// let response = fetcher.execute(base).unwrap();
+    /// // Sent twice; the last answer is handed back.
+    /// assert_eq!((response.status().as_u16(), response.attempts()), (503, 2));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.settings.retry = Some(policy);
         self
@@ -1112,6 +1132,18 @@ impl FetcherBuilder {
 
     /// Sets the timeout for each request, from connecting to the last byte of the body.
     /// [`Request::timeout`] overrides it per request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
+    /// let url = format!("http://{}/", silent.local_addr().unwrap());
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .timeout(Duration::from_millis(200))
+    ///     .build()?;
+    /// assert!(fetcher.execute(url).unwrap_err().error().is_timeout());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
@@ -1128,6 +1160,19 @@ impl FetcherBuilder {
     /// sent again at once, up to twice, whatever the [`retry`](Self::retry) policy; against
     /// `python3 -m http.server`, 2,000 GETs at the defaults went from a dozen or more 30 s
     /// timeouts per run to every request answered in 4 to 12 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .connect_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// // Nothing listens there: the connection is refused, which is a connect error too.
+    /// let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    /// let exception = fetcher.execute(format!("http://{closed}/")).unwrap_err();
+    /// assert!(exception.error().is_connect());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
         self
@@ -1169,6 +1214,19 @@ impl FetcherBuilder {
     /// At most `n` requests in flight to any one host at a time, across all workers (and
     /// retries). Waiting for a slot does not count towards a request's timeout. Hosts are told
     /// apart by name, not port. `0` is refused by [`build`](Self::build).
+    ///
+    /// ```
+    /// use parfetch::prelude::*;
+    /// use rayon::prelude::*;
+    ///
+    /// # let base = parfetch::doc_support::serve(8);
+    /// let urls: Vec<String> = (0..8).map(|i| format!("{base}/{i}")).collect();
+    /// let fetcher = parfetch::Fetcher::builder().max_per_host(2).build()?;
+    /// let (responses, _) = urls.par_iter().fetch_all_with(&fetcher); // 2 at a time
+    /// assert_eq!(responses.len(), 8);
+    /// assert!(parfetch::Fetcher::builder().max_per_host(0).build().is_err());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn max_per_host(mut self, n: usize) -> Self {
         self.settings.max_per_host = Some(n);
         self
@@ -1200,6 +1258,15 @@ impl FetcherBuilder {
     /// that the environment names, as curl and Python's requests do: `HTTP_PROXY` for `http`
     /// URLs, `HTTPS_PROXY` for `https`, `ALL_PROXY` for both (lower-case names too), except for
     /// the hosts listed in `NO_PROXY`. [`Fetcher::proxies`] tells which are in use.
+    ///
+    /// ```
+    /// # let proxy = parfetch::doc_support::serve(1);
+    /// // The proxy answers for the host, whose name need not resolve here.
+    /// let fetcher = parfetch::Fetcher::builder().proxy(&proxy).build()?;
+    /// let response = fetcher.execute("http://example.invalid/").unwrap();
+    /// assert_eq!(response.text(), "ok");
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn proxy(mut self, url: impl AsRef<str>) -> Self {
         let url = url.as_ref();
         self.settings.proxy = ProxySetting::To(Box::new(
@@ -1211,13 +1278,20 @@ impl FetcherBuilder {
     }
 
     /// Sends every request straight to its host, whatever proxies the environment names.
+    ///
+    /// ```
+    /// // HTTP_PROXY and the others are not looked at.
+    /// let fetcher = parfetch::Fetcher::builder().no_proxy().build()?;
+    /// assert!(fetcher.proxies().is_empty());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn no_proxy(mut self) -> Self {
         self.settings.proxy = ProxySetting::Off;
         self
     }
 
     /// Calls `hook` after each request this fetcher finishes, on the worker that finished it,
-    /// with the counts so far: for progress reports, metrics or logs. Keep it quick; it runs
+    /// with the counts so far and the outcome: for progress reports, metrics or logs. Keep it quick; it runs
     /// on the request path. Replaces any earlier hook (and [`progress_bar`](Self::progress_bar)).
     /// If it panics, the panic is caught and the outcome goes on as if nothing happened.
     ///
@@ -1228,8 +1302,8 @@ impl FetcherBuilder {
     /// let timeouts = Arc::new(AtomicU64::new(0));
     /// let counted = Arc::clone(&timeouts);
     /// let fetcher = parfetch::Fetcher::builder()
-    ///     .on_progress(move |progress| {
-    ///         if progress.outcome.as_ref().is_err_and(|e| e.error().is_timeout()) {
+    ///     .on_progress(move |progress, outcome| {
+    ///         if outcome.as_ref().is_err_and(|e| e.error().is_timeout()) {
     ///             counted.fetch_add(1, Ordering::Relaxed);
     ///         }
     ///         if progress.done % 10_000 == 0 {
@@ -1241,7 +1315,7 @@ impl FetcherBuilder {
     /// ```
     pub fn on_progress<F>(mut self, hook: F) -> Self
     where
-        F: Fn(&Progress<'_>) + Send + Sync + 'static,
+        F: Fn(Progress, &FetchResult) + Send + Sync + 'static,
     {
         self.settings.on_progress = Some(ProgressHook(Arc::new(hook)));
         self
@@ -1260,10 +1334,11 @@ impl FetcherBuilder {
     /// # Ok::<(), parfetch::BuildError>(())
     /// ```
     #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
     pub fn progress_bar(self, bar: indicatif::ProgressBar) -> Self {
-        self.on_progress(move |progress| {
+        self.on_progress(move |progress, outcome| {
             bar.inc(1);
-            if progress.outcome.is_err() {
+            if outcome.is_err() {
                 bar.set_message(format!("{} failed", progress.failed));
             }
         })
@@ -1271,6 +1346,16 @@ impl FetcherBuilder {
 
     /// Sets the largest response body to read; a larger one makes that request fail with
     /// [`FetchError::BodyTooLarge`].
+    ///
+    /// ```
+    /// use parfetch::FetchError;
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder().max_body_bytes(1).build()?;
+    /// let exception = fetcher.execute(base).unwrap_err(); // a body of 2 bytes
+    /// assert!(matches!(exception.error(), FetchError::BodyTooLarge { limit: 1, .. }));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
         self.settings.max_body_bytes = limit;
         self
@@ -1356,6 +1441,18 @@ impl FetcherBuilder {
     /// parfetch's own base shares one TLS configuration between all sessions of the fetcher.
     /// A builder from this constructor is used as it is, so it makes its own TLS configuration
     /// for every session (a few milliseconds each).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .session(|| parfetch::ClientBuilder::new().tcp_keepalive(Duration::from_secs(30)))
+    ///     .build()?;
+    /// assert_eq!(fetcher.execute(base).unwrap().status(), 200);
+    /// assert_eq!(fetcher.session_count(), 1); // built by the first request's worker
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn session<F>(mut self, constructor: F) -> Self
     where
         F: Fn() -> ClientBuilder + Send + Sync + 'static,
@@ -1377,6 +1474,15 @@ impl FetcherBuilder {
     /// The builder it gets carries the fetcher's shared TLS configuration, which TLS settings
     /// (extra root certificates, client identities) do not change: make those in a
     /// [`session`](Self::session) constructor.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .initializer(|session| session.user_agent("my-etl/1.0"))
+    ///     .build()?;
+    /// assert_eq!(fetcher.execute(base).unwrap().status(), 200);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn initializer<F>(mut self, initializer: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -1390,6 +1496,21 @@ impl FetcherBuilder {
     ///
     /// Its default headers go only to the request's origin, redirects included (see
     /// [`initializer`](Self::initializer)).
+    ///
+    /// ```
+    /// use parfetch::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let fetcher = parfetch::Fetcher::builder()
+    ///     .auth_generator(|session| {
+    ///         let mut token = HeaderValue::from_static("Bearer t0k3n");
+    ///         token.set_sensitive(true); // redacted wherever parfetch shows it
+    ///         session.default_headers(HeaderMap::from_iter([(AUTHORIZATION, token)]))
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(fetcher.execute(base).unwrap().status(), 200);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn auth_generator<F>(mut self, auth_generator: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -1532,5 +1653,79 @@ pub(crate) fn session_error(request: &Request, reason: &str) -> FetchError {
     FetchError::Session {
         url: request.url_for_messages().into_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow_list(entries: &[&str]) -> HashSet<String> {
+        entries
+            .iter()
+            .map(|entry| canonical_entry(entry).unwrap_or_else(|| panic!("{entry:?} is a host")))
+            .collect()
+    }
+
+    fn allowed(list: &HashSet<String>, url: &str) -> bool {
+        host_allowed(Some(list), &Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn names_match_whatever_their_case_trailing_dot_or_unicode_form() {
+        let list = allow_list(&["API.Example.com.", "bücher.example"]);
+        for url in [
+            "http://api.example.com/",
+            "https://API.EXAMPLE.COM:8443/x",
+            "http://api.example.com./",
+            "http://xn--bcher-kva.example/",
+            "http://BÜCHER.example/",
+        ] {
+            assert!(allowed(&list, url), "{url}");
+        }
+        for url in [
+            "http://example.com/",
+            "http://api.example.com.evil/",
+            "http://evil-api.example.com/",
+            "http://sub.api.example.com/",
+        ] {
+            assert!(!allowed(&list, url), "{url}");
+        }
+    }
+
+    #[test]
+    fn ip_addresses_match_in_any_form_a_url_accepts() {
+        let list = allow_list(&["127.0.0.1", "[::1]", "2001:DB8::0:1"]);
+        for url in [
+            "http://127.0.0.1/",
+            "http://0x7f.1/",
+            "http://2130706433/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[0:0:0:0:0:0:0:1]/",
+            "http://[2001:db8::1]:8080/",
+        ] {
+            assert!(allowed(&list, url), "{url}");
+        }
+        for url in ["http://127.0.0.2/", "http://localhost/", "http://[::2]/"] {
+            assert!(!allowed(&list, url), "{url}");
+        }
+        assert_eq!(
+            canonical_entry("0x7f.0.0.1"),
+            canonical_entry(" 127.0.0.1 ")
+        );
+    }
+
+    #[test]
+    fn an_entry_that_is_no_host_is_told_apart() {
+        for entry in ["", " ", ".", "[::1", "exa mple.com", "[not-v6]"] {
+            assert_eq!(canonical_entry(entry), None, "{entry:?}");
+        }
+    }
+
+    #[test]
+    fn no_list_allows_every_host_and_an_empty_one_none() {
+        let url = Url::parse("http://anywhere.example/").unwrap();
+        assert!(host_allowed(None, &url));
+        assert!(!host_allowed(Some(&HashSet::new()), &url));
     }
 }

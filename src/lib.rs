@@ -8,14 +8,7 @@
 //! ```
 //! use parfetch::prelude::*;
 //! use rayon::prelude::*;
-//! # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-//! # let base = format!("http://{}", listener.local_addr().unwrap());
-//! # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
-//! #     use std::io::{Read, Write};
-//! #     let mut head = [0u8; 4096];
-//! #     let _ = stream.read(&mut head);
-//! #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-//! # });
+//! # let base = parfetch::doc_support::serve(3);
 //!
 //! let urls = vec![
 //!     format!("{base}/a"),
@@ -36,86 +29,36 @@
 //! println!("{}", exceptions[0]); // invalid URL "not a url": relative URL without a base
 //! ```
 //!
-//! # How it works
+//! # Where to start
 //!
-//! - Items become [`Request`]s: `&str`, `String`, [`url::Url`] and `Request` (and references to
-//!   them) convert by themselves; build a `Request` for methods, headers, query, body, timeout or
-//!   credentials. Building one never fails: whatever is wrong with it surfaces as that item's
-//!   [`ThreadException`].
-//! - A [`Fetcher`] holds the configuration and one session per worker thread, built lazily on the
-//!   thread's first request by the three hooks of the original (`session`, `initializer`,
-//!   `auth_generator`) and reused, keep-alive connections included, by every later request on
-//!   that thread. Without an explicit fetcher, the process-wide [`Fetcher::global`] is used.
-//! - [`Fetcher::execute`] sends one request and reads its body, capped at
-//!   [`max_body_bytes`](FetcherBuilder::max_body_bytes), within the timeout. The trait, `Pool`,
-//!   `map` and the command send every request the same way, through one internal function.
-//! - The outcome is a [`ThreadResponse`] for any HTTP status, 4xx and 5xx included, or a
-//!   [`ThreadException`] holding the [`FetchError`]. Both carry the request they came from.
+//! - [`FetchAll`] (the [`prelude`]): [`fetch_all`](FetchAll::fetch_all),
+//!   [`fetch`](FetchAll::fetch) and their `_with(&fetcher)` forms, on any rayon parallel
+//!   iterator of URLs (`&str`, `String`, [`Url`]) or [`Request`]s.
+//! - [`Fetcher`], built by [`FetcherBuilder`]: the settings, the worker threads and one session
+//!   per worker; [`Fetcher::execute`] for one request, [`Fetcher::for_each_completed`] for a
+//!   plain iterator such as a file's lines. What "thread", "worker" and "process" mean here is
+//!   said once, under [`num_processes`](FetcherBuilder::num_processes).
+//! - [`ThreadResponse`] and [`ThreadException`] (with its [`FetchError`]): how each request
+//!   ends, both carrying their request; [`RetryPolicy`] for what is sent again.
+//! - [`Pool`] and [`map`]: the original's API, as thin layers over the same fetcher; the
+//!   [`pool`] module holds the types that go with a pool.
 //!
-//! # The Python API
+//! # The guide
 //!
-//! [`Pool`] (with [`Pool::from_urls`], [`Pool::from_exceptions`], `join_all`, `responses`,
-//! `exceptions`, `get_response`, `get_exception`) and [`map`] keep the original's names and
-//! behaviour, without its lost jobs, as thin layers over the same [`Fetcher`]. The differences
-//! are listed under [`Pool`].
-//!
-//! # Threads and requests in flight
-//!
-//! One knob sets how many requests are in flight:
-//! [`concurrency`](FetcherBuilder::concurrency), across the whole fetcher, whatever the number of
-//! threads ([`Fetcher::DEFAULT_CONCURRENCY`], 64, unless set). A fetcher sends from worker threads
-//! of its own, one per core unless [`num_processes`](FetcherBuilder::num_processes) says
-//! otherwise; each worker's session is an async reqwest client driven by a single-threaded
-//! tokio runtime on the worker itself, and keeps many requests going at once. Set alone,
-//! `num_processes(n)` also sets `concurrency(n)`, so a user of the original who asks for 64 gets
-//! 64 requests in flight, as there.
-//!
-//! Requests stream, with no batches: the input is read as slots free up (an unindexed source
-//! such as `par_bridge()` over a channel starts sending before it ends), a slow request holds
-//! only its own slot, and outcomes are handed to the adaptors that follow as they complete.
-//! Those adaptors run on the fetcher's workers. Where order is kept (an indexed input driven by
-//! an indexed consumer, such as `collect` into a `Vec`), outcomes that complete ahead of an
-//! earlier one wait in a reorder window of 256 per request in flight (at most 65,536) and
-//! [`Fetcher::REORDER_WINDOW_BYTES`] of bodies, and the input stops while the window is full:
-//! a slow request then holds the others back. On the straggler workload of the README (1 request
-//! in 500 delayed by 1 s, 64 in flight) an ordered stream takes 2.1 s where an unordered one
-//! takes 1.3 s; with a window of 8 per request in flight it took 33 s.
-//! [`fetch_all`](FetchAll::fetch_all) keeps everything anyway and needs no window. Memory is
-//! bounded by what is in flight (at most `2 × concurrency` responses, each at most
-//! [`max_body_bytes`](FetcherBuilder::max_body_bytes)) plus that window, never by the length of
-//! the input.
-//!
-//! ```no_run
-//! use parfetch::prelude::*;
-//! use rayon::prelude::*;
-//!
-//! let fetcher = parfetch::Fetcher::builder()
-//!     .concurrency(256) // 256 requests in flight, on one thread per core
-//!     .build()?;
-//! let urls: Vec<String> = (0..10_000).map(|i| format!("http://127.0.0.1:8080/{i}")).collect();
-//! let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
-//! # Ok::<(), parfetch::BuildError>(())
-//! ```
-//!
-//! parfetch blocks the threads it runs on. Call it from plain threads or rayon, not from inside
-//! an async runtime (there, use `spawn_blocking`); called from inside one, each request fails with
-//! [`FetchError::Session`] instead of panicking.
-//!
-//! # Features
-//!
-//! - `json` (default): [`Request::json`] bodies and [`ThreadResponse::json`] decoding, with serde.
-//! - `gzip` (default): asks for and decodes gzip-compressed responses;
-//!   [`max_body_bytes`](FetcherBuilder::max_body_bytes) caps the decoded size.
-//! - `serde`: [`Request::from_json`] and `Deserialize` for request specs in the original's
-//!   request-dict shape, `Serialize` for outcomes as JSON records.
-//! - `progress`: [`FetcherBuilder::progress_bar`] drives an indicatif progress bar.
-//! - `cli`: the `parfetch` command.
-//! - `cookies`: reqwest's cookie store, switched on per session by a hook:
-//!   `.initializer(|session| session.cookie_store(true))`.
+//! The README, shown on crates.io and shipped in the package, is the one guide: what you get
+//! and the guarantees on order, memory and blocking, the Cargo features, the `parfetch`
+//! command, data pipelines and scaling out, reliability, performance figures, and the
+//! differences from `requests_toolbelt.threaded`. Its Rust examples are compiled as doctests of
+//! this crate. These pages are the reference: the items say what they guarantee, and those
+//! that need a Cargo feature say which on docs.rs.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli_input;
+#[doc(hidden)]
+pub mod doc_support;
 mod engine;
 mod error;
 mod fetcher;
@@ -123,7 +66,7 @@ mod idle;
 mod limits;
 mod outcome;
 mod par;
-mod pool;
+pub mod pool;
 mod redact;
 mod redirect;
 mod request;
@@ -136,9 +79,9 @@ mod tls;
 
 pub use error::{BuildError, FetchError};
 pub use fetcher::{Fetcher, FetcherBuilder, Progress};
-pub use outcome::{ThreadException, ThreadResponse};
-pub use par::{Fetch, FetchAll, FetchResult};
-pub use pool::{JobQueue, JoinTimeout, Pool, PoolBuilder, QueueClosed, Results, map, map_with};
+pub use outcome::{FetchResult, ThreadException, ThreadResponse};
+pub use par::{Fetch, FetchAll};
+pub use pool::{Pool, map, map_with};
 pub use redact::redact_text;
 pub use request::Request;
 /// The reqwest version parfetch is built on, for session hooks (`reqwest::Certificate`,

@@ -1,4 +1,5 @@
-//! The two ways a request ends: [`ThreadResponse`] or [`ThreadException`].
+//! The two ways a request ends: [`ThreadResponse`] or [`ThreadException`], together a
+//! [`FetchResult`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,6 +12,9 @@ use url::Url;
 
 use crate::session::Received;
 use crate::{FetchError, Request};
+
+/// What one request becomes: a response (any HTTP status) or an exception.
+pub type FetchResult = Result<ThreadResponse, ThreadException>;
 
 /// A response, body included, and the [`Request`] it answers.
 ///
@@ -69,31 +73,69 @@ impl ThreadResponse {
     }
 
     /// The request this answers: the original's `request_kwargs`.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/a")).unwrap();
+    /// assert_eq!(response.request().url(), format!("{base}/a"));
+    /// assert_eq!(response.request().method(), "GET");
+    /// ```
     pub fn request(&self) -> &Request {
         &self.request
     }
 
     /// The HTTP status.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/")).unwrap();
+    /// assert!(response.status().is_success()); // 4xx and 5xx are responses too
+    /// ```
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The response headers.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/")).unwrap();
+    /// assert_eq!(response.headers()["content-length"], "2");
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
     /// The final URL, after redirects.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/a?b=c")).unwrap();
+    /// assert_eq!(response.url().path(), "/a");
+    /// assert_eq!(response.url().query(), Some("b=c"));
+    /// ```
     pub fn url(&self) -> &Url {
         &self.url
     }
 
     /// The body.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/")).unwrap();
+    /// assert_eq!(&response.bytes()[..], b"ok");
+    /// ```
     pub fn bytes(&self) -> &Bytes {
         &self.body
     }
 
     /// The body, decoded as UTF-8; invalid sequences become `U+FFFD`.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/")).unwrap();
+    /// assert_eq!(response.text(), "ok");
+    /// ```
     pub fn text(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
     }
@@ -102,24 +144,52 @@ impl ThreadResponse {
     ///
     /// # Errors
     /// When the body is not valid JSON for `T`.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve_raw(1, "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\n{\"id\": 7}");
+    /// let response = parfetch::Fetcher::new().execute(base).unwrap();
+    /// let row: serde_json::Value = response.json()?;
+    /// assert_eq!(row["id"], 7);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
 
     /// How long the request took, from the first attempt to the last byte of the body, waits
     /// between retries included.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/")).unwrap();
+    /// assert!(response.elapsed() < parfetch::Fetcher::DEFAULT_TIMEOUT);
+    /// ```
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
 
     /// How many times the request was sent: 1, or more when a
     /// [`RetryPolicy`](crate::RetryPolicy) sent it again.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/")).unwrap();
+    /// assert_eq!(response.attempts(), 1); // no retry policy
+    /// ```
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// Takes the response apart into its request and body.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let response = parfetch::Fetcher::new().execute(format!("{base}/a")).unwrap();
+    /// let (request, body) = response.into_parts();
+    /// assert_eq!((request.url(), &body[..]), (format!("{base}/a").as_str(), &b"ok"[..]));
+    /// ```
     pub fn into_parts(self) -> (Request, Bytes) {
         (self.request, self.body)
     }
@@ -147,21 +217,43 @@ impl ThreadException {
 
     /// How many times the request was sent: 0 when it was rejected before sending (invalid URL,
     /// no session), more than 1 when a [`RetryPolicy`](crate::RetryPolicy) sent it again.
+    ///
+    /// ```
+    /// let exception = parfetch::Fetcher::new().execute("not a url").unwrap_err();
+    /// assert_eq!(exception.attempts(), 0); // rejected before sending
+    /// ```
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
 
     /// The request that failed: the original's `request_kwargs`. Send it again to retry.
+    ///
+    /// ```
+    /// let exception = parfetch::Fetcher::new().execute("not a url").unwrap_err();
+    /// assert_eq!(exception.request().url(), "not a url");
+    /// ```
     pub fn request(&self) -> &Request {
         &self.request
     }
 
     /// Why it failed.
+    ///
+    /// ```
+    /// let exception = parfetch::Fetcher::new().execute("not a url").unwrap_err();
+    /// assert!(exception.error().is_invalid_request());
+    /// assert!(!exception.error().is_retryable());
+    /// ```
     pub fn error(&self) -> &FetchError {
         &self.error
     }
 
     /// Takes the exception apart into its request and error.
+    ///
+    /// ```
+    /// let exception = parfetch::Fetcher::new().execute("not a url").unwrap_err();
+    /// let (request, error) = exception.into_parts();
+    /// assert_eq!(error.url(), request.url()); // the error names it too, redacted
+    /// ```
     pub fn into_parts(self) -> (Request, FetchError) {
         (self.request, self.error)
     }

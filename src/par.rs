@@ -4,10 +4,7 @@ use rayon::iter::plumbing::{Consumer, ProducerCallback, UnindexedConsumer};
 use rayon::iter::{Either, IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 use crate::engine::{self, Feed, KeepAll, Ordered, Unordered};
-use crate::{Fetcher, Request, ThreadException, ThreadResponse};
-
-/// What one request becomes: a response (any HTTP status) or an exception.
-pub type FetchResult = Result<ThreadResponse, ThreadException>;
+use crate::{FetchResult, Fetcher, Request, ThreadException, ThreadResponse};
 
 /// Fetches the requests of a rayon parallel iterator.
 ///
@@ -34,14 +31,7 @@ pub type FetchResult = Result<ThreadResponse, ThreadException>;
 /// ```
 /// use parfetch::prelude::*;
 /// use rayon::prelude::*;
-/// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-/// # let base = format!("http://{}", listener.local_addr().unwrap());
-/// # std::thread::spawn(move || for mut stream in listener.incoming().take(20).flatten() {
-/// #     use std::io::{Read, Write};
-/// #     let mut head = [0u8; 4096];
-/// #     let _ = stream.read(&mut head);
-/// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-/// # });
+/// # let base = parfetch::doc_support::serve(20);
 ///
 /// let urls: Vec<String> = (0..20).map(|i| format!("{base}/item/{i}")).collect();
 /// let (responses, exceptions) = urls.par_iter().fetch_all();
@@ -57,14 +47,7 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     /// ```
     /// use parfetch::prelude::*;
     /// use rayon::prelude::*;
-    /// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    /// # let base = format!("http://{}", listener.local_addr().unwrap());
-    /// # std::thread::spawn(move || for mut stream in listener.incoming().take(2).flatten() {
-    /// #     use std::io::{Read, Write};
-    /// #     let mut head = [0u8; 4096];
-    /// #     let _ = stream.read(&mut head);
-    /// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-    /// # });
+    /// # let base = parfetch::doc_support::serve(2);
     ///
     /// let urls = vec![format!("{base}/a"), format!("{base}/bb")];
     /// let sizes: Vec<usize> = urls

@@ -1,5 +1,10 @@
 //! [`Pool`] and [`map`]: the API of `requests_toolbelt.threaded`, layered on [`Fetcher`] and
-//! [`FetchAll`].
+//! [`FetchAll`], with the types that go with a pool: its builder ([`PoolBuilder`]), a handle
+//! to its queue ([`JobQueue`]), its blocking iterator ([`Results`]) and its errors
+//! ([`QueueClosed`], [`JoinTimeout`]).
+//!
+//! `Pool`, `map` and `map_with` are also at the crate root, where the original's users look
+//! for them.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -25,14 +30,7 @@ use crate::{
 /// input, and returns the outcomes in input order.
 ///
 /// ```
-/// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-/// # let base = format!("http://{}", listener.local_addr().unwrap());
-/// # std::thread::spawn(move || for mut stream in listener.incoming().take(2).flatten() {
-/// #     use std::io::{Read, Write};
-/// #     let mut head = [0u8; 4096];
-/// #     let _ = stream.read(&mut head);
-/// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-/// # });
+/// # let base = parfetch::doc_support::serve(2);
 /// use parfetch::Request;
 ///
 /// let requests = vec![
@@ -52,10 +50,12 @@ where
 
 /// [`map`] with a configured [`Fetcher`]: the original's `map(requests, **kwargs)`.
 ///
-/// ```no_run
+/// ```
+/// # let base = parfetch::doc_support::serve(2);
 /// let fetcher = parfetch::Fetcher::builder().num_processes(10).build()?;
-/// let urls = vec!["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"];
+/// let urls = vec![format!("{base}/a"), format!("{base}/b")];
 /// let (responses, exceptions) = parfetch::map_with(urls, &fetcher);
+/// assert_eq!((responses.len(), exceptions.len()), (2, 0));
 /// # Ok::<(), parfetch::BuildError>(())
 /// ```
 pub fn map_with<I>(requests: I, fetcher: &Fetcher) -> (Vec<ThreadResponse>, Vec<ThreadException>)
@@ -74,14 +74,7 @@ where
 /// done); wait for the end with [`join_all`](Self::join_all).
 ///
 /// ```
-/// # let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-/// # let base = format!("http://{}", listener.local_addr().unwrap());
-/// # std::thread::spawn(move || for mut stream in listener.incoming().take(3).flatten() {
-/// #     use std::io::{Read, Write};
-/// #     let mut head = [0u8; 4096];
-/// #     let _ = stream.read(&mut head);
-/// #     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-/// # });
+/// # let base = parfetch::doc_support::serve(3);
 /// use parfetch::Pool;
 ///
 /// let urls = [format!("{base}/a"), format!("{base}/b"), format!("{base}/c"), "nope".into()];
@@ -126,6 +119,19 @@ pub struct Pool {
 
 impl Pool {
     /// Starts configuring a pool.
+    ///
+    /// ```
+    /// use parfetch::Pool;
+    ///
+    /// let mut pool = Pool::builder()
+    ///     .num_processes(4)
+    ///     .fetcher(|fetcher| fetcher.allowed_hosts(["127.0.0.1"]))
+    ///     .build()?;
+    /// pool.submit("http://elsewhere.example/")?;
+    /// pool.join_all();
+    /// assert_eq!(pool.exceptions().count(), 1); // not on the allow-list
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn builder() -> PoolBuilder {
         PoolBuilder::default()
     }
@@ -135,6 +141,16 @@ impl Pool {
     ///
     /// # Errors
     /// When the pool's threads cannot be started.
+    ///
+    /// ```
+    /// use parfetch::{Pool, Request};
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let mut pool = Pool::from_requests([Request::post(format!("{base}/rows")).text("a row")])?;
+    /// pool.join_all();
+    /// assert_eq!(pool.responses().count(), 1);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn from_requests<R>(requests: impl IntoIterator<Item = R>) -> Result<Self, BuildError>
     where
         R: Into<Request>,
@@ -146,6 +162,15 @@ impl Pool {
     ///
     /// # Errors
     /// When the pool's threads cannot be started.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(3);
+    /// let urls: Vec<String> = (0..3).map(|i| format!("{base}/{i}")).collect();
+    /// let mut pool = parfetch::Pool::from_urls(&urls)?;
+    /// pool.join_all();
+    /// assert_eq!(pool.responses().count(), 3);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn from_urls<U>(urls: impl IntoIterator<Item = U>) -> Result<Self, BuildError>
     where
         U: AsRef<str>,
@@ -159,6 +184,20 @@ impl Pool {
     ///
     /// # Errors
     /// When the pool's threads cannot be started.
+    ///
+    /// ```
+    /// use parfetch::Pool;
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let mut first = Pool::from_urls([format!("{base}/a"), "not a url".to_owned()])?;
+    /// first.join_all();
+    /// // Sent again as they were; keep only what may pass on a second try.
+    /// let again = first.exceptions().filter(|e| e.error().is_retryable());
+    /// let mut second = Pool::from_exceptions(again)?;
+    /// second.join_all();
+    /// assert_eq!(second.exceptions().count(), 0); // "not a url" was not worth it
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn from_exceptions<E>(exceptions: impl IntoIterator<Item = E>) -> Result<Self, BuildError>
     where
         E: Into<Request>,
@@ -170,37 +209,101 @@ impl Pool {
     ///
     /// # Errors
     /// [`QueueClosed`], with the request, once the queue is closed.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let mut pool = parfetch::Pool::builder().build()?;
+    /// pool.submit(format!("{base}/a"))?;
+    /// pool.join_all(); // closes the queue
+    /// assert!(pool.submit(format!("{base}/b")).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit(&self, request: impl Into<Request>) -> Result<(), QueueClosed> {
         self.queue.submit(request)
     }
 
     /// Closes the queue: no more jobs. See [`JobQueue::close`].
+    ///
+    /// ```
+    /// let mut pool = parfetch::Pool::builder().build()?;
+    /// pool.close();
+    /// assert_eq!(pool.results().count(), 0); // ends at once: closed, nothing pending
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn close(&self) {
         self.queue.close();
     }
 
     /// A handle to the job queue, for threads that feed the pool.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(4);
+    /// let urls: Vec<String> = (0..4).map(|i| format!("{base}/{i}")).collect();
+    /// let mut pool = parfetch::Pool::builder().build()?;
+    /// let queue = pool.job_queue();
+    /// let feeder = std::thread::spawn(move || {
+    ///     urls.into_iter().try_for_each(|url| queue.submit(url))
+    /// });
+    /// feeder.join().unwrap()?;
+    /// pool.join_all();
+    /// assert_eq!(pool.responses().count(), 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn job_queue(&self) -> JobQueue {
         self.queue.clone()
     }
 
     /// The next response, if one is ready; `None` otherwise. Never blocks.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let mut pool = parfetch::Pool::from_urls([base])?;
+    /// pool.join_all();
+    /// assert_eq!(pool.get_response().map(|r| r.text().into_owned()).as_deref(), Some("ok"));
+    /// assert!(pool.get_response().is_none()); // taken
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn get_response(&self) -> Option<ThreadResponse> {
         self.outcomes.lock().responses.pop_front().map(|(_, r)| r)
     }
 
     /// The next exception, if one is ready; `None` otherwise. Never blocks.
+    ///
+    /// ```
+    /// let mut pool = parfetch::Pool::from_urls(["not a url"])?;
+    /// pool.join_all();
+    /// let exception = pool.get_exception().expect("one exception");
+    /// assert_eq!(exception.request().url(), "not a url");
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn get_exception(&self) -> Option<ThreadException> {
         self.outcomes.lock().exceptions.pop_front().map(|(_, e)| e)
     }
 
     /// Takes the responses that are ready now, in completion order. Never blocks: while the pool
     /// runs, call it again (or [`join_all`](Self::join_all) first) for later ones.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(2);
+    /// let urls: Vec<String> = (0..2).map(|i| format!("{base}/{i}")).collect();
+    /// let mut pool = parfetch::Pool::from_urls(&urls)?;
+    /// pool.join_all();
+    /// let statuses: Vec<u16> = pool.responses().map(|r| r.status().as_u16()).collect();
+    /// assert_eq!(statuses, [200, 200]);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn responses(&self) -> impl Iterator<Item = ThreadResponse> + '_ {
         std::iter::from_fn(|| self.get_response())
     }
 
     /// Takes the exceptions that are ready now, in completion order. Never blocks.
+    ///
+    /// ```
+    /// let mut pool = parfetch::Pool::from_urls(["ftp://example.com/", "not a url"])?;
+    /// pool.join_all();
+    /// assert_eq!(pool.exceptions().count(), 2);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn exceptions(&self) -> impl Iterator<Item = ThreadException> + '_ {
         std::iter::from_fn(|| self.get_exception())
     }
@@ -209,22 +312,54 @@ impl Pool {
     /// for each; ends when the queue is closed and every job is done.
     ///
     /// On a pool whose queue is still open this waits for more jobs: [`close`](Self::close) it.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let pool = parfetch::Pool::from_urls([base, "not a url".to_owned()])?;
+    /// let (responses, exceptions): (Vec<_>, Vec<_>) = pool.results().partition(Result::is_ok);
+    /// assert_eq!((responses.len(), exceptions.len()), (1, 1));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn results(&self) -> Results<'_> {
         Results { pool: self }
     }
 
     /// The fetcher this pool sends its jobs with: its settings, sessions and counts
     /// ([`progress`](Fetcher::progress)).
+    ///
+    /// ```
+    /// let mut pool = parfetch::Pool::from_urls(["not a url"])?;
+    /// pool.join_all();
+    /// let progress = pool.fetcher().progress();
+    /// assert_eq!((progress.done, progress.failed), (1, 1));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher
     }
 
     /// The number of jobs submitted and not finished yet.
+    ///
+    /// ```
+    /// let mut pool = parfetch::Pool::from_urls(["not a url"])?;
+    /// pool.join_all();
+    /// assert_eq!(pool.pending(), 0);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn pending(&self) -> usize {
         self.outcomes.lock().pending()
     }
 
     /// Closes the queue and waits until every job is done. Results stay in the pool until taken.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(2);
+    /// let urls: Vec<String> = (0..2).map(|i| format!("{base}/{i}")).collect();
+    /// let mut pool = parfetch::Pool::from_urls(&urls)?;
+    /// pool.join_all();
+    /// assert_eq!((pool.pending(), pool.responses().count()), (0, 2));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn join_all(&mut self) {
         self.close();
         let mut state = self.outcomes.lock();
@@ -242,6 +377,17 @@ impl Pool {
     /// # Errors
     /// [`JoinTimeout`], with the number of jobs still pending, when time ran out first. The
     /// pool goes on; join it again later.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); // never answers
+    /// let url = format!("http://{}/", silent.local_addr().unwrap());
+    /// let mut pool = parfetch::Pool::from_urls([url])?;
+    /// let late = pool.join_all_timeout(Duration::from_millis(50)).unwrap_err();
+    /// assert_eq!(late.pending, 1);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn join_all_timeout(&mut self, timeout: Duration) -> Result<(), JoinTimeout> {
         self.close();
         let deadline = Instant::now() + timeout;
@@ -318,6 +464,16 @@ impl JobQueue {
     ///
     /// # Errors
     /// [`QueueClosed`], holding the request, once the queue is closed.
+    ///
+    /// ```
+    /// let pool = parfetch::Pool::builder().build()?;
+    /// let queue = pool.job_queue();
+    /// queue.submit("not a url")?; // fails as a job, not here
+    /// queue.close();
+    /// let refused = queue.submit("not a url either").unwrap_err();
+    /// assert_eq!(refused.request.url(), "not a url either");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit(&self, request: impl Into<Request>) -> Result<(), QueueClosed> {
         let request = request.into();
         let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
@@ -333,6 +489,15 @@ impl JobQueue {
     }
 
     /// Closes the queue: the workers finish the jobs in it, then stop. Closing twice is fine.
+    ///
+    /// ```
+    /// let pool = parfetch::Pool::builder().build()?;
+    /// let queue = pool.job_queue();
+    /// queue.close();
+    /// queue.close();
+    /// assert_eq!(pool.results().count(), 0);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn close(&self) {
         let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(sender);
@@ -341,6 +506,14 @@ impl JobQueue {
     }
 
     /// `true` once the queue is closed.
+    ///
+    /// ```
+    /// let pool = parfetch::Pool::builder().build()?;
+    /// let queue = pool.job_queue();
+    /// pool.close();
+    /// assert!(queue.is_closed());
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.outcomes.lock().closed
     }
@@ -482,19 +655,21 @@ fn drive(jobs: Receiver<Request>, fetcher: Fetcher, outcomes: Arc<Outcomes>) {
 /// original's knobs (`num_processes`, `session`, `initializer`, `auth_generator`) directly, any
 /// other through [`fetcher`](Self::fetcher). It ends with the jobs to run.
 ///
-/// ```no_run
+/// ```
 /// use std::time::Duration;
 /// use parfetch::{Fetcher, Pool};
 ///
+/// # let base = parfetch::doc_support::serve(1);
 /// let mut pool = Pool::builder()
 ///     .num_processes(8)
 ///     .fetcher(|fetcher| fetcher.timeout(Duration::from_secs(5)).allowed_hosts(["127.0.0.1"]))
-///     .from_urls(["http://127.0.0.1:8080/a"])?;
+///     .from_urls([format!("{base}/a")])?;
 /// pool.join_all();
+/// assert_eq!(pool.responses().count(), 1);
 ///
 /// // Or start from a fetcher's builder.
 /// let builder = Fetcher::builder().concurrency(128).max_per_host(4);
-/// let pool = parfetch::PoolBuilder::from(builder).build()?;
+/// let pool = parfetch::pool::PoolBuilder::from(builder).build()?;
 /// # Ok::<(), parfetch::BuildError>(())
 /// ```
 #[derive(Debug, Default)]
@@ -514,6 +689,16 @@ impl PoolBuilder {
     /// ([`timeout`](FetcherBuilder::timeout), [`retry`](FetcherBuilder::retry),
     /// [`allowed_hosts`](FetcherBuilder::allowed_hosts),
     /// [`concurrency`](FetcherBuilder::concurrency), ...).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pool = parfetch::Pool::builder()
+    ///     .fetcher(|fetcher| fetcher.concurrency(32).timeout(Duration::from_secs(5)))
+    ///     .build()?;
+    /// assert_eq!(pool.fetcher().concurrency(), 32);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn fetcher(mut self, configure: impl FnOnce(FetcherBuilder) -> FetcherBuilder) -> Self {
         self.fetcher = configure(self.fetcher);
         self
@@ -521,12 +706,27 @@ impl PoolBuilder {
 
     /// The number of threads, each with its own session, and of jobs in flight unless
     /// [`concurrency`](FetcherBuilder::concurrency) is set. See [`FetcherBuilder::num_processes`].
+    ///
+    /// ```
+    /// let pool = parfetch::Pool::builder().num_processes(8).build()?;
+    /// assert_eq!((pool.fetcher().threads(), pool.fetcher().concurrency()), (8, 8));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn num_processes(mut self, n: usize) -> Self {
         self.fetcher = self.fetcher.num_processes(n);
         self
     }
 
     /// The original's `session`. See [`FetcherBuilder::session`].
+    ///
+    /// ```
+    /// let pool = parfetch::Pool::builder()
+    ///     .session(|| parfetch::ClientBuilder::new().https_only(true))
+    ///     .from_urls(["http://127.0.0.1:9/"])?; // refused by the session: nothing is sent
+    /// let exception = pool.results().next().unwrap().unwrap_err();
+    /// assert!(matches!(exception.error(), parfetch::FetchError::Transport { .. }));
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn session<F>(mut self, constructor: F) -> Self
     where
         F: Fn() -> ClientBuilder + Send + Sync + 'static,
@@ -536,6 +736,16 @@ impl PoolBuilder {
     }
 
     /// The original's `initializer`. See [`FetcherBuilder::initializer`].
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let mut pool = parfetch::Pool::builder()
+    ///     .initializer(|session| session.user_agent("my-etl/1.0"))
+    ///     .from_urls([base])?;
+    /// pool.join_all();
+    /// assert_eq!(pool.responses().count(), 1);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn initializer<F>(mut self, initializer: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -545,6 +755,19 @@ impl PoolBuilder {
     }
 
     /// The original's `auth_generator`. See [`FetcherBuilder::auth_generator`].
+    ///
+    /// ```
+    /// use parfetch::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+    ///
+    /// let pool = parfetch::Pool::builder()
+    ///     .auth_generator(|session| {
+    ///         let token = HeaderValue::from_static("Bearer t0k3n");
+    ///         session.default_headers(HeaderMap::from_iter([(AUTHORIZATION, token)]))
+    ///     })
+    ///     .build()?;
+    /// pool.close();
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn auth_generator<F>(mut self, auth_generator: F) -> Self
     where
         F: Fn(ClientBuilder) -> ClientBuilder + Send + Sync + 'static,
@@ -558,6 +781,15 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// [`BuildError`] for `num_processes(0)` or when the threads cannot be started.
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let mut pool = parfetch::Pool::builder().build()?;
+    /// pool.submit(base)?;
+    /// pool.join_all();
+    /// assert_eq!(pool.responses().count(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<Pool, BuildError> {
         let fetcher = self.fetcher.build()?;
         let outcomes = Arc::new(Outcomes {
@@ -591,6 +823,16 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// As [`build`](Self::build).
+    ///
+    /// ```
+    /// use parfetch::Request;
+    ///
+    /// # let base = parfetch::doc_support::serve(1);
+    /// let requests = [Request::delete(format!("{base}/items/7"))];
+    /// let pool = parfetch::Pool::builder().num_processes(2).from_requests(requests)?;
+    /// assert_eq!(pool.results().filter(Result::is_ok).count(), 1);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn from_requests<R>(self, requests: impl IntoIterator<Item = R>) -> Result<Pool, BuildError>
     where
         R: Into<Request>,
@@ -608,6 +850,14 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// As [`build`](Self::build).
+    ///
+    /// ```
+    /// # let base = parfetch::doc_support::serve(2);
+    /// let urls = [format!("{base}/a"), format!("{base}/b")];
+    /// let pool = parfetch::Pool::builder().num_processes(2).from_urls(&urls)?;
+    /// assert_eq!(pool.results().filter(Result::is_ok).count(), 2);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn from_urls<U>(self, urls: impl IntoIterator<Item = U>) -> Result<Pool, BuildError>
     where
         U: AsRef<str>,
@@ -619,14 +869,17 @@ impl PoolBuilder {
     /// credentials) to every URL: the original's `from_urls(urls, request_kwargs)`. The URL
     /// always comes from the list.
     ///
-    /// ```no_run
+    /// ```
     /// use parfetch::{Pool, Request};
     ///
+    /// # let base = parfetch::doc_support::serve(2);
     /// let template = Request::post("http://unused.invalid/").header("x-batch", "7").text("ping");
     /// let mut pool = Pool::builder()
     ///     .num_processes(8)
-    ///     .from_urls_with(&template, ["http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b"])?;
+    ///     .from_urls_with(&template, [format!("{base}/a"), format!("{base}/b")])?;
     /// pool.join_all();
+    /// let methods: Vec<String> = pool.responses().map(|r| r.request().method().to_string()).collect();
+    /// assert_eq!(methods, ["POST", "POST"]);
     /// # Ok::<(), parfetch::BuildError>(())
     /// ```
     ///
@@ -647,6 +900,18 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// As [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let first = parfetch::Pool::from_urls(["not a url"])?;
+    /// let failed = first.results().filter_map(Result::err);
+    /// let again = parfetch::Pool::builder()
+    ///     .fetcher(|fetcher| fetcher.timeout(Duration::from_secs(5)))
+    ///     .from_exceptions(failed)?;
+    /// assert_eq!(again.results().count(), 1);
+    /// # Ok::<(), parfetch::BuildError>(())
+    /// ```
     pub fn from_exceptions<E>(
         self,
         exceptions: impl IntoIterator<Item = E>,

@@ -327,6 +327,22 @@ mod tests {
     }
 
     #[test]
+    fn a_header_value_is_shown_unless_it_is_a_credential() {
+        let shown = |name: &'static str, value: HeaderValue| {
+            header_value(&HeaderName::from_static(name), &value).into_owned()
+        };
+        assert_eq!(shown("accept", HeaderValue::from_static("a/b")), "a/b");
+        assert_eq!(
+            shown("x-batch", HeaderValue::from_bytes(b"caf\xe9").unwrap()),
+            "caf\u{fffd}"
+        );
+        assert_eq!(shown("cookie", HeaderValue::from_static("s=1")), REDACTED);
+        let mut marked = HeaderValue::from_static("t0k");
+        marked.set_sensitive(true);
+        assert_eq!(shown("x-other", marked), REDACTED, "marked sensitive");
+    }
+
+    #[test]
     fn credential_headers_are_recognised() {
         let secret = |name: &str| {
             is_secret(

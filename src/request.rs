@@ -44,7 +44,7 @@ use crate::FetchError;
 /// ```
 #[derive(Clone)]
 pub struct Request {
-    spec: Arc<Spec>,
+    parts: Arc<RequestParts>,
 }
 
 /// Shows everything but credentials: a URL's password, the values of credential headers and
@@ -63,32 +63,33 @@ impl std::fmt::Debug for Request {
         });
         let mut debug = f.debug_struct("Request");
         debug
-            .field("method", &self.spec.method)
+            .field("method", &self.parts.method)
             .field("url", &self.url_for_messages())
             .field("headers", &headers)
             .field("query", &more.query)
             .field("body_bytes", &more.body.as_ref().map(Bytes::len))
             .field("auth", &auth)
-            .field("timeout", &self.spec.timeout);
+            .field("timeout", &self.parts.timeout);
         #[cfg(feature = "json")]
         debug.field("id", &more.id);
         debug.finish()
     }
 }
 
+/// What a [`Request`] is made of, shared by its clones and copied on the first change.
 #[derive(Clone, Debug)]
-struct Spec {
+struct RequestParts {
     method: Method,
     target: Target,
     timeout: Option<Duration>,
     /// `None` for a request made from a URL alone: batches of millions of those are usual, and
     /// the empty parts would take about twice the room of the rest.
-    more: Option<Box<MoreSpec>>,
+    more: Option<Box<MoreParts>>,
 }
 
-/// The parts of a spec that a request made from a URL alone does not have.
+/// The parts that a request made from a URL alone does not have.
 #[derive(Clone, Debug, Default)]
-struct MoreSpec {
+struct MoreParts {
     headers: HeaderMap,
     query: Vec<(String, String)>,
     body: Option<Bytes>,
@@ -99,8 +100,8 @@ struct MoreSpec {
     id: Option<serde_json::Value>,
 }
 
-/// What a request without [`MoreSpec`] has of each part.
-static NO_MORE_SPEC: LazyLock<MoreSpec> = LazyLock::new(MoreSpec::default);
+/// What a request without [`MoreParts`] has of each part.
+static NO_MORE_PARTS: LazyLock<MoreParts> = LazyLock::new(MoreParts::default);
 
 /// Where a request goes: the URL as given and as parsed, the given text kept apart only when
 /// the parser rewrote it, so that the usual request holds its URL once.
@@ -184,7 +185,7 @@ impl Request {
 
     fn to(method: Method, target: Target) -> Self {
         Self {
-            spec: Arc::new(Spec {
+            parts: Arc::new(RequestParts {
                 method,
                 target,
                 timeout: None,
@@ -194,17 +195,17 @@ impl Request {
     }
 
     /// The spec, to change: shared specs are copied first.
-    fn spec_mut(&mut self) -> &mut Spec {
-        Arc::make_mut(&mut self.spec)
+    fn parts_mut(&mut self) -> &mut RequestParts {
+        Arc::make_mut(&mut self.parts)
     }
 
     /// The headers, query, body, credentials and defect, to change.
-    fn more_mut(&mut self) -> &mut MoreSpec {
-        self.spec_mut().more.get_or_insert_default()
+    fn more_mut(&mut self) -> &mut MoreParts {
+        self.parts_mut().more.get_or_insert_default()
     }
 
-    fn more(&self) -> &MoreSpec {
-        self.spec.more.as_deref().unwrap_or(&NO_MORE_SPEC)
+    fn more(&self) -> &MoreParts {
+        self.parts.more.as_deref().unwrap_or(&NO_MORE_PARTS)
     }
 
     /// A `GET` request.
@@ -244,7 +245,7 @@ impl Request {
     /// ```
     pub fn with_url(&self, url: impl AsRef<str>) -> Self {
         let mut request = self.clone();
-        request.spec_mut().target = Target::parse(url.as_ref());
+        request.parts_mut().target = Target::parse(url.as_ref());
         request
     }
 
@@ -333,6 +334,7 @@ impl Request {
     /// assert_eq!(request.body_bytes().unwrap().as_ref(), br#"{"id":7}"#);
     /// ```
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: serde::Serialize + ?Sized>(self, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(encoded) => self.content_type_default("application/json").body(encoded),
@@ -364,6 +366,7 @@ impl Request {
     /// assert_eq!(exception.request().id_value().unwrap()["row"], 7);
     /// ```
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn id(mut self, id: impl Into<serde_json::Value>) -> Self {
         self.more_mut().id = Some(id.into());
         self
@@ -371,6 +374,7 @@ impl Request {
 
     /// The id set with [`id`](Self::id), if any.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn id_value(&self) -> Option<&serde_json::Value> {
         self.more().id.as_ref()
     }
@@ -378,7 +382,7 @@ impl Request {
     /// Sets a timeout for this request alone, in place of the fetcher's. It covers connecting,
     /// sending and reading the whole body.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.spec_mut().timeout = Some(timeout);
+        self.parts_mut().timeout = Some(timeout);
         self
     }
 
@@ -411,7 +415,7 @@ impl Request {
 
     /// The HTTP method.
     pub fn method(&self) -> &Method {
-        &self.spec.method
+        &self.parts.method
     }
 
     /// [`url`](Self::url) with any password in it redacted: for messages and records.
@@ -421,7 +425,7 @@ impl Request {
 
     /// The URL exactly as it was given, before parsing and query parameters.
     pub fn url(&self) -> &str {
-        self.spec.target.given()
+        self.parts.target.given()
     }
 
     /// The headers set on this request (not those the session adds).
@@ -441,7 +445,7 @@ impl Request {
 
     /// The timeout set on this request, if any.
     pub fn timeout_override(&self) -> Option<Duration> {
-        self.spec.timeout
+        self.parts.timeout
     }
 
     fn record(&mut self, defect: Defect) {
@@ -459,12 +463,15 @@ impl Request {
     /// Checks what could not be checked while building: the URL, its scheme, headers and body.
     /// Returns the URL to send to.
     pub(crate) fn checked_url(&self) -> Result<&Url, FetchError> {
-        let spec = &*self.spec;
+        let parts = &*self.parts;
         let url_as_given = || self.url_for_messages().into_owned();
-        let url = spec.target.url().map_err(|reason| FetchError::InvalidUrl {
-            url: url_as_given(),
-            reason,
-        })?;
+        let url = parts
+            .target
+            .url()
+            .map_err(|reason| FetchError::InvalidUrl {
+                url: url_as_given(),
+                reason,
+            })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(FetchError::UnsupportedScheme {
                 url: url_as_given(),
@@ -496,15 +503,15 @@ impl Request {
         client: &reqwest::Client,
         url: &Url,
     ) -> reqwest::RequestBuilder {
-        let Some(more) = self.spec.more.as_deref() else {
-            return client.request(self.spec.method.clone(), url.clone());
+        let Some(more) = self.parts.more.as_deref() else {
+            return client.request(self.parts.method.clone(), url.clone());
         };
         let mut url = url.clone();
         if !more.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&more.query);
         }
         let mut builder = client
-            .request(self.spec.method.clone(), url)
+            .request(self.parts.method.clone(), url)
             .headers(more.headers.clone());
         if let Some(body) = &more.body {
             builder = builder.body(body.clone());
@@ -558,5 +565,99 @@ impl From<&Url> for Request {
 impl From<&Request> for Request {
     fn from(request: &Request) -> Self {
         request.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(request: &Request) -> FetchError {
+        request.checked_url().expect_err("rejected")
+    }
+
+    #[test]
+    fn a_url_in_the_parser_s_own_form_is_held_once_and_any_other_form_as_given_too() {
+        assert!(matches!(Target::parse("http://host/a"), Target::Parsed(_)));
+
+        let rewritten = Target::parse("HTTP://Host");
+        assert!(matches!(rewritten, Target::Rewritten { .. }));
+        assert_eq!(rewritten.given(), "HTTP://Host");
+        assert_eq!(rewritten.url().unwrap().as_str(), "http://host/");
+
+        let invalid = Target::parse("not a url");
+        assert_eq!(invalid.given(), "not a url");
+        assert_eq!(
+            invalid.url().unwrap_err(),
+            url::ParseError::RelativeUrlWithoutBase
+        );
+    }
+
+    #[test]
+    fn only_http_and_https_urls_with_a_host_pass_the_check() {
+        let url = Request::get("http://host/a").checked_url().unwrap().clone();
+        assert_eq!(url.as_str(), "http://host/a");
+        assert!(Request::get("HTTPS://Host:8443").checked_url().is_ok());
+
+        for (given, scheme) in [("ftp://host/", "ftp"), ("mailto:a@b", "mailto")] {
+            match rejection(&Request::get(given)) {
+                FetchError::UnsupportedScheme { scheme: found, .. } => assert_eq!(found, scheme),
+                other => panic!("{given}: {other:?}"),
+            }
+        }
+        for given in ["http://", "/relative", "http://exa mple/", ""] {
+            assert!(
+                matches!(
+                    rejection(&Request::get(given)),
+                    FetchError::InvalidUrl { .. }
+                ),
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejected_url_is_named_with_its_password_redacted() {
+        let message = rejection(&Request::get("ftp://bob:pw1@host/")).to_string();
+        assert!(message.contains("ftp://bob:***@host/"), "{message}");
+        assert!(!message.contains("pw1"), "{message}");
+    }
+
+    #[test]
+    fn an_invalid_header_is_kept_as_the_request_s_first_defect() {
+        let request = Request::get("http://host/")
+            .header("x-ok", "1")
+            .header("bad name", "v")
+            .header("x-split", "a\r\nb");
+        assert_eq!(request.headers().len(), 1, "only the valid one is kept");
+        match rejection(&request) {
+            FetchError::InvalidHeader { name, .. } => assert_eq!(name, "bad name"),
+            other => panic!("{other:?}"),
+        }
+
+        let request = Request::get("http://host/").bearer_auth("t\n0k");
+        assert!(matches!(
+            rejection(&request),
+            FetchError::InvalidHeader { .. }
+        ));
+    }
+
+    #[test]
+    fn a_header_set_twice_is_sent_twice() {
+        let request = Request::get("http://host/")
+            .header("accept", "a")
+            .header("accept", "b");
+        assert_eq!(request.headers().get_all("accept").iter().count(), 2);
+        assert!(request.checked_url().is_ok());
+    }
+
+    #[test]
+    fn a_defect_stays_with_a_copy_given_another_url() {
+        let template = Request::post("http://unused.invalid/").header("x\0", "v");
+        let request = template.with_url("http://host/");
+        assert!(matches!(
+            rejection(&request),
+            FetchError::InvalidHeader { .. }
+        ));
     }
 }

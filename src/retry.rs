@@ -231,6 +231,162 @@ mod tests {
         assert!(draws.len() > 1, "jittered");
     }
 
+    const URL: &str = "http://host/";
+
+    fn response(method: Method, status: u16, retry_after: Option<&str>) -> FetchResult {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = retry_after {
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+        }
+        let received = crate::session::Received {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            url: url::Url::parse(URL).unwrap(),
+            body: bytes::Bytes::new(),
+        };
+        let request = crate::Request::new(method, URL);
+        Ok(crate::ThreadResponse::new(
+            request,
+            received,
+            Duration::ZERO,
+            1,
+        ))
+    }
+
+    fn exception(method: Method, error: crate::FetchError) -> FetchResult {
+        Err(crate::ThreadException::new(
+            crate::Request::new(method, URL),
+            error,
+            1,
+        ))
+    }
+
+    fn timeout() -> crate::FetchError {
+        crate::FetchError::Timeout {
+            url: URL.to_owned(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A policy whose backoff is one fixed value, `step`, so that delays can be compared.
+    fn fixed(step: Duration) -> RetryPolicy {
+        RetryPolicy::new(3).backoff(step * 2, step * 2)
+    }
+
+    #[test]
+    fn the_retry_statuses_and_retryable_errors_are_retried_up_to_the_last_attempt() {
+        let policy = RetryPolicy::new(3);
+        for status in [429, 502, 503, 504] {
+            assert!(
+                policy
+                    .delay_before_retry(1, &response(Method::GET, status, None))
+                    .is_some(),
+                "{status}"
+            );
+        }
+        for status in [200, 404, 500] {
+            assert!(
+                policy
+                    .delay_before_retry(1, &response(Method::GET, status, None))
+                    .is_none(),
+                "{status}"
+            );
+        }
+        assert!(
+            policy
+                .delay_before_retry(2, &exception(Method::GET, timeout()))
+                .is_some()
+        );
+        assert!(
+            policy
+                .delay_before_retry(3, &exception(Method::GET, timeout()))
+                .is_none(),
+            "the third attempt was the last"
+        );
+        let invalid = crate::FetchError::InvalidUrl {
+            url: URL.to_owned(),
+            reason: url::ParseError::EmptyHost,
+        };
+        assert!(
+            policy
+                .delay_before_retry(1, &exception(Method::GET, invalid))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_non_idempotent_request_that_may_have_been_sent_is_retried_only_when_told() {
+        let outcome = exception(Method::POST, timeout());
+        assert!(
+            RetryPolicy::new(3)
+                .delay_before_retry(1, &outcome)
+                .is_none()
+        );
+        assert!(
+            RetryPolicy::new(3)
+                .retry_non_idempotent(true)
+                .delay_before_retry(1, &outcome)
+                .is_some()
+        );
+        assert!(
+            RetryPolicy::new(3)
+                .retry_if(|_| true)
+                .delay_before_retry(1, &response(Method::PATCH, 200, None))
+                .is_none(),
+            "a predicate decides what, not which methods"
+        );
+    }
+
+    #[test]
+    fn a_predicate_that_panics_means_no_retry() {
+        let policy = RetryPolicy::new(3).retry_if(|_| panic!("the predicate's own bug"));
+        assert!(
+            policy
+                .delay_before_retry(1, &response(Method::GET, 503, None))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date_replaces_the_backoff_up_to_its_maximum() {
+        let policy = fixed(Duration::from_secs(5));
+        let asked = |value: &str, status: u16| {
+            policy.delay_before_retry(1, &response(Method::GET, status, Some(value)))
+        };
+        assert_eq!(asked("3", 429), Some(Duration::from_secs(3)));
+        assert_eq!(asked(" 0 ", 503), Some(Duration::ZERO));
+        assert_eq!(
+            asked("11", 503),
+            None,
+            "longer than the maximum: handed back"
+        );
+        let in_a_while = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(8));
+        let waited = asked(&in_a_while, 503).unwrap();
+        assert!(
+            waited > Duration::from_secs(6) && waited <= Duration::from_secs(8),
+            "{waited:?}"
+        );
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(asked(&past, 429), Some(Duration::ZERO));
+        // Not a wait: the backoff applies.
+        let backoff = asked("soon", 503).unwrap();
+        assert!(backoff >= Duration::from_secs(5) && backoff <= Duration::from_secs(10));
+        // Only 429 and 503 carry a wait; a 502's header is ignored.
+        let backoff = asked("1", 502).unwrap();
+        assert!(backoff >= Duration::from_secs(5), "{backoff:?}");
+    }
+
+    #[test]
+    fn backoff_saturates_instead_of_overflowing() {
+        let day = Duration::from_secs(86_400);
+        let policy = RetryPolicy::new(u32::MAX).backoff(day, day * 365);
+        // A day doubled 2^31 times, capped at a year.
+        let late = policy.backoff_before(u32::MAX);
+        assert!(late >= day * 365 / 2 && late <= day * 365, "{late:?}");
+        let policy = RetryPolicy::new(3).backoff(Duration::ZERO, Duration::ZERO);
+        assert_eq!(policy.backoff_before(5), Duration::ZERO);
+    }
+
     #[test]
     fn zero_attempts_are_kept_for_build_to_refuse() {
         assert_eq!(RetryPolicy::new(0).max_attempts(), 0);

@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::{Request, ThreadException, ThreadResponse};
 
 /// A request spec that could not be read; the message names the key at fault.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct SpecError {
@@ -42,15 +43,15 @@ impl Request {
     /// ```
     /// use parfetch::Request;
     ///
-    /// let request = Request::from_json(
+    /// let request = Request::from_spec_json(
     ///     r#"{"method": "POST", "url": "http://127.0.0.1:8080/rows", "json": {"id": 7}, "timeout": 2.5}"#,
     /// )?;
     /// assert_eq!(request.method(), "POST");
     /// assert_eq!(request.body_bytes().unwrap().as_ref(), br#"{"id":7}"#);
     ///
-    /// let error = Request::from_json(r#"{"url": "http://x/", "timeout": "soon"}"#).unwrap_err();
+    /// let error = Request::from_spec_json(r#"{"url": "http://x/", "timeout": "soon"}"#).unwrap_err();
     /// assert!(error.to_string().starts_with("timeout: invalid type"), "{error}");
-    /// let error = Request::from_json(r#"{"url": "http://x/", "verify": false}"#).unwrap_err();
+    /// let error = Request::from_spec_json(r#"{"url": "http://x/", "verify": false}"#).unwrap_err();
     /// assert!(error.to_string().contains("unknown field `verify`"), "{error}");
     /// # Ok::<(), parfetch::SpecError>(())
     /// ```
@@ -58,7 +59,8 @@ impl Request {
     /// # Errors
     /// [`SpecError`] naming the key at fault, for malformed JSON, unknown keys, wrong types and
     /// invalid values.
-    pub fn from_json(text: &str) -> Result<Self, SpecError> {
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub fn from_spec_json(text: &str) -> Result<Self, SpecError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let request: Request =
             serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -76,9 +78,11 @@ impl Request {
     }
 }
 
+/// The original's request dict (`requests.request`'s keyword arguments) as JSON, read as
+/// given before it becomes a [`Request`].
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Spec {
+struct RequestDict {
     #[serde(default)]
     method: Option<String>,
     url: String,
@@ -131,22 +135,23 @@ enum Data {
     Form(BTreeMap<String, Scalar>),
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let spec = Spec::deserialize(deserializer)?;
-        let method = match spec.method {
+        let dict = RequestDict::deserialize(deserializer)?;
+        let method = match dict.method {
             Some(method) => Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                 .map_err(|_| D::Error::custom(format!("invalid HTTP method {method:?}")))?,
             None => Method::GET,
         };
-        let mut request = Request::new(method, &spec.url);
-        for (name, value) in spec.headers {
+        let mut request = Request::new(method, &dict.url);
+        for (name, value) in dict.headers {
             request = request.header(name, value);
         }
-        if !spec.params.is_empty() {
-            request = request.query(spec.params.into_iter().map(|(k, v)| (k, v.into_text())));
+        if !dict.params.is_empty() {
+            request = request.query(dict.params.into_iter().map(|(k, v)| (k, v.into_text())));
         }
-        request = match (spec.json, spec.data) {
+        request = match (dict.json, dict.data) {
             (Some(_), Some(_)) => {
                 return Err(D::Error::custom("give either `json` or `data`, not both"));
             }
@@ -157,7 +162,7 @@ impl<'de> Deserialize<'de> for Request {
             }
             (None, None) => request,
         };
-        if let Some(seconds) = spec.timeout {
+        if let Some(seconds) = dict.timeout {
             let timeout = Duration::try_from_secs_f64(seconds)
                 .ok()
                 .filter(|timeout| !timeout.is_zero())
@@ -168,10 +173,10 @@ impl<'de> Deserialize<'de> for Request {
                 })?;
             request = request.timeout(timeout);
         }
-        if let Some((user, password)) = spec.auth {
+        if let Some((user, password)) = dict.auth {
             request = request.basic_auth(user, Some(password));
         }
-        if let Some(id) = spec.id {
+        if let Some(id) = dict.id {
             request = request.id(id);
         }
         Ok(request)
@@ -181,6 +186,7 @@ impl<'de> Deserialize<'de> for Request {
 /// The request part of a record: method, URL as given, and the headers, query and timeout set
 /// on it. Bodies and credentials are left out: a URL's password shows as `***`, the values of
 /// credential headers (`Authorization`, `Cookie`, `X-Api-Key`, ...) as `<redacted>`.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for Request {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -206,6 +212,7 @@ impl Serialize for Request {
 
 /// `{"id" (when the request has one), "request", "ok": true, "status", "url", "headers", "body" or "body_base64", "elapsed_ms",
 /// "attempts"}`; the body is text when it is UTF-8, base64 otherwise.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for ThreadResponse {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -232,6 +239,7 @@ impl Serialize for ThreadResponse {
 
 /// `{"id" (when the request has one), "request", "ok": false, "error": {"kind", "message"},
 /// "attempts"}`.
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Serialize for ThreadException {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;

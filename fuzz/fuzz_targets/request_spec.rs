@@ -1,4 +1,4 @@
-//! Request specs from outside data: a JSON spec (`Request::from_json`), or arbitrary method,
+//! Request specs from outside data: a JSON spec (`Request::from_spec_json`), or arbitrary method,
 //! URL, header and query strings, through the crate's one code path. The fetcher allows no host, so nothing is ever sent: every request
 //! must end as a typed exception naming its URL, and nothing may panic.
 
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     // A spec either reads or is a typed error naming a key; one that reads goes through the
     // same checks as any request.
-    if let Ok(request) = Request::from_json(&text) {
+    if let Ok(request) = Request::from_spec_json(&text) {
         let exception = fetcher().execute(&request).expect_err("no host is allowed");
         assert_shown_as(exception.error().url(), request.url());
         assert!(exception.error().is_invalid_request(), "{}", exception.error());

@@ -697,3 +697,48 @@ impl TlsServer {
             .replacen("http://127.0.0.1", "https://localhost", 1)
     }
 }
+
+/// Set in the process that [`run_alone`] starts.
+const ALONE: &str = "PARFETCH_TEST_ALONE";
+
+/// Runs the test `name` of module `module` (pass `module_path!()`) in a new process of this
+/// test binary, alone, and returns `true` once it passed there; returns `false` inside that
+/// process, where the test goes on. For tests that measure the whole process (its threads, its
+/// allocations, the global fetcher's capacity): the tests of one binary run side by side in one
+/// process and would disturb each other's counts.
+///
+/// ```ignore
+/// #[test]
+/// fn counts_the_threads() {
+///     if support::run_alone(module_path!(), "counts_the_threads") {
+///         return;
+///     }
+///     // ... measured with no other test running in this process
+/// }
+/// ```
+pub fn run_alone(module: &str, name: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return false;
+    }
+    // libtest names a test by its path without the crate's name.
+    let test = match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_owned(),
+    };
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test.as_str(), "--exact", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{test}, run alone, failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run alone:\n{stdout}"
+    );
+    true
+}

@@ -1,7 +1,7 @@
-//! Dropping a running `Pool` neither hangs nor leaks threads. Alone in its own test binary, so
-//! that no other test's threads are counted.
+//! Dropping a running `Pool` neither hangs nor leaks threads. The test runs alone in its own
+//! process, so that no other test's threads are counted.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,12 @@ fn thread_count() -> usize {
 
 #[test]
 fn dropping_a_running_pool_returns_at_once_and_its_threads_end() {
+    if support::run_alone(
+        module_path!(),
+        "dropping_a_running_pool_returns_at_once_and_its_threads_end",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     let urls: Vec<String> = (0..500)
         .map(|i| server.url(&format!("/delay/2000?item={i}")))

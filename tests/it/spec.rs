@@ -1,7 +1,7 @@
 //! Request specs from JSON, records to JSON, and the progress hook (features serde, progress).
 #![cfg(all(feature = "serde", feature = "progress"))]
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +29,7 @@ fn a_spec_in_the_original_dict_shape_is_sent_as_written() {
         "timeout": 2.5,
         "auth": ["ada", "secret"],
     });
-    let request = Request::from_json(&spec.to_string()).unwrap();
+    let request = Request::from_spec_json(&spec.to_string()).unwrap();
     assert_eq!(
         request.timeout_override(),
         Some(std::time::Duration::from_millis(2500))
@@ -45,12 +45,13 @@ fn a_spec_in_the_original_dict_shape_is_sent_as_written() {
     );
     assert_eq!(echo["body"], "n=1.5&name=ada");
 
-    let raw = Request::from_json(
+    let raw = Request::from_spec_json(
         &json!({"method": "POST", "url": server.url("/echo"), "data": "raw text"}).to_string(),
     )
     .unwrap();
     assert_eq!(echo_of(raw)["body"], "raw text");
-    let minimal = Request::from_json(&json!({"url": server.url("/echo")}).to_string()).unwrap();
+    let minimal =
+        Request::from_spec_json(&json!({"url": server.url("/echo")}).to_string()).unwrap();
     assert_eq!(echo_of(minimal)["method"], "GET");
 }
 
@@ -97,7 +98,7 @@ fn bad_specs_are_errors_that_name_the_key() {
         ("not json", ".", "expected"),
     ];
     for (spec, path, words) in cases {
-        let error = Request::from_json(spec).unwrap_err();
+        let error = Request::from_spec_json(spec).unwrap_err();
         assert_eq!(error.path, path, "{spec}: {error}");
         assert!(error.to_string().contains(words), "{spec}: {error}");
     }
@@ -156,12 +157,11 @@ fn the_progress_hook_sees_every_outcome_once_with_running_counts() {
     let fetcher = Fetcher::builder()
         .num_processes(4)
         .concurrency(16)
-        .on_progress(move |progress| {
-            recorder.lock().unwrap().push((
-                progress.done,
-                progress.failed,
-                progress.outcome.is_ok(),
-            ));
+        .on_progress(move |progress, outcome| {
+            recorder
+                .lock()
+                .unwrap()
+                .push((progress.done, progress.failed, outcome.is_ok()));
         })
         .build()
         .unwrap();
@@ -178,7 +178,8 @@ fn the_progress_hook_sees_every_outcome_once_with_running_counts() {
     assert_eq!(dones, (1..=220).collect::<Vec<_>>(), "each count once");
     assert_eq!(seen.iter().filter(|s| !s.2).count(), 20);
     assert_eq!(seen.iter().map(|s| s.1).max(), Some(20));
-    assert_eq!(fetcher.progress(), (220, 20));
+    let progress = fetcher.progress();
+    assert_eq!((progress.done, progress.failed), (220, 20));
 }
 
 #[test]
@@ -201,12 +202,13 @@ fn a_progress_bar_counts_every_request() {
 fn an_id_comes_back_on_responses_and_exceptions_and_in_their_records() {
     let server = TestServer::start();
     let requests = vec![
-        Request::from_json(
+        Request::from_spec_json(
             &json!({"url": server.url("/echo"), "id": {"row": 1, "tags": ["a"]}}).to_string(),
         )
         .unwrap(),
         Request::get(refused_url()).id("row-2"),
-        Request::from_json(&json!({"url": server.url("/echo"), "id": null}).to_string()).unwrap(),
+        Request::from_spec_json(&json!({"url": server.url("/echo"), "id": null}).to_string())
+            .unwrap(),
         Request::get(server.url("/echo")),
     ];
     let (responses, exceptions) = requests.par_iter().fetch_all();

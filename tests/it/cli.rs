@@ -1,7 +1,7 @@
 //! The `parfetch` command, run as a process against loopback servers.
 #![cfg(feature = "cli")]
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,6 +1,6 @@
 //! The extension trait end to end: item types, order, accounting, statuses, the lazy adaptor.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 
@@ -205,8 +205,16 @@ fn unindexed_inputs_are_fetched_too() {
     assert!(exceptions.is_empty());
 }
 
+/// Alone in its process: other tests' requests through the global fetcher would share its
+/// workers and slots.
 #[test]
 fn the_global_fetcher_reuses_its_sessions_across_calls() {
+    if support::run_alone(
+        module_path!(),
+        "the_global_fetcher_reuses_its_sessions_across_calls",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     let urls = paths(&server, 200);
 

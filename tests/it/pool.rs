@@ -1,7 +1,7 @@
 //! `Pool` and `map`: each documented behaviour of `requests_toolbelt.threaded`, and each of its
 //! bugs shown fixed.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -519,7 +519,7 @@ fn every_fetcher_setting_reaches_a_pool() {
             .concurrency(3)
             .connect_timeout(Duration::from_secs(3))
     };
-    let mut pool = parfetch::PoolBuilder::from(builder())
+    let mut pool = parfetch::pool::PoolBuilder::from(builder())
         .from_urls([
             server.url("/bytes/5"),
             server.url("/bytes/50"),

@@ -1,7 +1,7 @@
 //! Sessions: one per worker, built lazily by the hooks in the original's order, reused with their
 //! connections, and never the cause of a lost item.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Retries: what is sent again, how often, after how long, and how it is reported.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

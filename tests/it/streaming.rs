@@ -1,7 +1,7 @@
 //! The streaming engine: requests in flight bounded by `concurrency`, no batch barriers, inputs
 //! read as slots free up, outcomes handed on as they complete, order kept where asked.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,11 +13,13 @@ use parfetch::{BuildError, FetchError, Fetcher, Pool, Request};
 use rayon::prelude::*;
 use support::{Held, RawServer, TestServer, read_head, refused_url};
 
+/// A held request waits while hundreds of others go by, on a machine the other tests load too:
+/// its timeout leaves room for that.
 fn multiplexed(threads: usize, concurrency: usize) -> Fetcher {
     Fetcher::builder()
         .num_processes(threads)
         .concurrency(concurrency)
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
 }
@@ -271,8 +273,15 @@ fn concurrency_is_shared_by_every_entry_point_of_a_fetcher() {
     );
 }
 
+/// Alone in its process: other tests' requests through the global fetcher take its slots.
 #[test]
 fn the_global_fetcher_keeps_its_default_in_flight() {
+    if support::run_alone(
+        module_path!(),
+        "the_global_fetcher_keeps_its_default_in_flight",
+    ) {
+        return;
+    }
     assert_eq!(
         Fetcher::global().concurrency(),
         Fetcher::DEFAULT_CONCURRENCY
@@ -485,7 +494,7 @@ fn a_panicking_progress_hook_costs_no_outcome() {
     let fetcher = Fetcher::builder()
         .num_processes(2)
         .concurrency(8)
-        .on_progress(|progress| {
+        .on_progress(|progress, _| {
             if progress.done % 3 == 0 {
                 panic!("report failed");
             }
@@ -495,7 +504,8 @@ fn a_panicking_progress_hook_costs_no_outcome() {
     let urls: Vec<String> = (0..60).map(|i| server.url(&format!("/p/{i}"))).collect();
     let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
     assert_eq!((responses.len(), exceptions.len()), (60, 0));
-    assert_eq!(fetcher.progress(), (60, 0));
+    let progress = fetcher.progress();
+    assert_eq!((progress.done, progress.failed), (60, 0));
 }
 
 #[test]

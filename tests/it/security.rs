@@ -1,7 +1,7 @@
 //! Safe defaults: TLS verified, credentials kept from other hosts, hosts allow-listed,
 //! connections that do not open fail fast.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! `Request` options reach the server as set; `ThreadResponse` gives them back.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

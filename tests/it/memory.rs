@@ -1,31 +1,17 @@
 //! What a kept response costs in memory: its own bytes, not the connection buffer it was read
-//! from. Alone in its own test binary, because it counts every allocation of the process.
+//! from. Each test runs alone in its own process, because it counts every allocation of the
+//! process (`crate::ALLOCATOR`).
 
-mod support;
-
-use std::alloc::System;
-use std::sync::{Mutex, MutexGuard};
+use crate::support;
 
 use parfetch::prelude::*;
 use parfetch::{Fetcher, ThreadResponse};
 use rayon::prelude::*;
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
-use support::TestServer;
-
-#[global_allocator]
-static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Held by each test: the counts are of the whole process, so the tests of this binary take
-/// turns.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+use support::{TestServer, run_alone};
 
 /// Bytes allocated and not yet freed, by every thread of the process.
 fn live_bytes() -> isize {
-    let stats = ALLOCATOR.stats();
+    let stats = crate::ALLOCATOR.stats();
     stats.bytes_allocated as isize - stats.bytes_deallocated as isize
 }
 
@@ -52,7 +38,12 @@ fn kept_bytes_per_response(server: &TestServer, path: &str, count: usize) -> (is
 
 #[test]
 fn a_kept_small_response_holds_its_own_bytes_not_the_read_buffer() {
-    let _turn = one_at_a_time();
+    if run_alone(
+        module_path!(),
+        "a_kept_small_response_holds_its_own_bytes_not_the_read_buffer",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     let (per_response, body) = kept_bytes_per_response(&server, "/bytes/100", 1_000);
     assert_eq!(body, 100);
@@ -66,7 +57,12 @@ fn a_kept_small_response_holds_its_own_bytes_not_the_read_buffer() {
 
 #[test]
 fn a_kept_large_response_holds_little_more_than_its_body() {
-    let _turn = one_at_a_time();
+    if run_alone(
+        module_path!(),
+        "a_kept_large_response_holds_little_more_than_its_body",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     let (per_response, body) = kept_bytes_per_response(&server, "/bytes/1048576", 24);
     assert_eq!(body, 1 << 20);
@@ -81,7 +77,12 @@ fn a_kept_large_response_holds_little_more_than_its_body() {
 /// little else, since every kept response keeps its request.
 #[test]
 fn a_request_made_from_a_url_holds_little_more_than_the_url() {
-    let _turn = one_at_a_time();
+    if run_alone(
+        module_path!(),
+        "a_request_made_from_a_url_holds_little_more_than_the_url",
+    ) {
+        return;
+    }
     let urls: Vec<String> = (0..10_000)
         .map(|i| format!("http://127.0.0.1:8080/bytes/100?i={i:05}"))
         .collect();
@@ -121,7 +122,12 @@ fn peak_live_bytes_during(run: impl FnOnce()) -> isize {
 /// order is kept, the reorder window: never the whole input, nor a batch of it.
 #[test]
 fn a_streaming_pipeline_holds_what_is_in_flight_not_the_input() {
-    let _turn = one_at_a_time();
+    if run_alone(
+        module_path!(),
+        "a_streaming_pipeline_holds_what_is_in_flight_not_the_input",
+    ) {
+        return;
+    }
     let server = TestServer::start();
     let fetcher = Fetcher::builder()
         .num_processes(2)

@@ -2,7 +2,7 @@
 //! flight, the retry settings and the entry point, every input ends up exactly once, in the
 //! responses or the exceptions, carrying its own request.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -1,6 +1,6 @@
 //! Per-host limits hold across all workers of a fetcher, whatever their threading.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
