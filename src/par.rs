@@ -26,7 +26,13 @@ use crate::{FetchResult, Fetcher, Request, ThreadException, ThreadResponse};
 /// fetcher again runs on one of its workers, and those requests are sent from that worker one at
 /// a time (still within the fetcher's concurrency). While an adaptor after `fetch` runs, the
 /// requests in flight on its worker wait (their timeouts do not): keep slow per-item work out of
-/// the adaptors that follow a fetch, or collect first.
+/// the adaptors that follow a fetch, or collect first. The input is read on the caller's rayon
+/// pool (the global one, unless the call runs inside [`ThreadPool::install`]), which waits
+/// there while the fetcher is full or the reorder window waits for a slow request: another
+/// pipeline in the same process that feeds from the same pool waits with it, so run
+/// independent pipelines in pools of their own.
+///
+/// [`ThreadPool::install`]: rayon::ThreadPool::install
 ///
 /// ```
 /// use parfetch::prelude::*;

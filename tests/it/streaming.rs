@@ -54,7 +54,15 @@ fn answered_while_one_is_held(
     let server = TestServer::start();
     let mut urls = vec![held.server.url("/slow")];
     urls.extend((0..fast).map(|i| server.url(&format!("/bytes/3?i={i}"))));
-    let running = std::thread::spawn(move || run(urls));
+    // The feed runs on the caller's rayon pool and waits there while the window is full: a
+    // pool of its own keeps the other tests' feeds (on the global pool) out of its way.
+    let running = std::thread::spawn(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| run(urls))
+    });
     eventually(|| server.stats().requests() >= wait_for);
     std::thread::sleep(Duration::from_millis(200));
     let answered = server.stats().requests();
