@@ -207,7 +207,7 @@ def test_pipe_stage_every_line_once_in_order(spark, server, data):
     os.remove(path)
     assert direct.returncode == 0
     print(
-        f"\n{n} records; pipe stage ({PARTITIONS} partitions, local[2], -j {CONCURRENCY} per task):"
+        f"\n{n} records; pipe stage ({PARTITIONS} partitions, local[2,4], -j {CONCURRENCY} per task):"
         f" {pipe_seconds:.2f} s; the command directly on the whole input (-j {CONCURRENCY}):"
         f" {direct_seconds:.2f} s"
     )
