@@ -72,7 +72,9 @@ fn is_secret_name(name: &str) -> bool {
 /// );
 /// ```
 pub fn redact_text(text: &str) -> String {
-    let text = url_passwords(&unescaped_url_characters(text));
+    // As written, then with JSON's escapes undone: a URL parser reads the text one way or the
+    // other, depending on whether the line is JSON.
+    let text = url_passwords(&unescaped_url_characters(&url_passwords(text)));
     let text = secret_values(&text);
     schemes_tokens(&text)
 }
@@ -112,9 +114,15 @@ fn url_passwords(text: &str) -> String {
     let mut rest = text;
     while let Some(found) = rest.find("://") {
         let authority_start = authority_start(rest, found);
+        // Not `,`, brackets or braces: a URL parser takes them into the user info; nor, in a
+        // scheme other than the web's, a backslash.
+        let ends: &[char] = if is_special_scheme(&rest[..found]) {
+            &['/', '?', '#', '"', '\'', ' ', '\t', '<', '>', '\\']
+        } else {
+            &['/', '?', '#', '"', '\'', ' ', '\t', '<', '>']
+        };
         let authority_len = rest[authority_start..]
-            // Not `,`, brackets or braces: a URL parser takes them into the user info.
-            .find(|c: char| "/?#\"' \t<>\\".contains(c))
+            .find(ends)
             .unwrap_or(rest.len() - authority_start);
         let mut end = authority_start + authority_len;
         if rest[..end].ends_with(':') && rest[end..].starts_with("//") {
@@ -127,6 +135,16 @@ fn url_passwords(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Whether the scheme that ends `before` (the text before a `://`) is one whose URLs a parser
+/// reads with `\\` as `/`: `http`, `https`, `ws`, `wss`, `ftp`, `file`.
+fn is_special_scheme(before: &str) -> bool {
+    let scheme_start = before
+        .trim_end_matches(|c: char| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        .len();
+    let scheme = before[scheme_start..].to_ascii_lowercase();
+    ["http", "https", "ws", "wss", "ftp", "file"].contains(&scheme.as_str())
 }
 
 fn secret_values(text: &str) -> String {
@@ -268,6 +286,8 @@ mod tests {
             ),
             (r#"{"url": "http:\u002f\u002fbob:pass34@h/"}"#, "pass34"),
             (r#"{"url": "http://bob\u003apass56\u0040h/"}"#, "pass56"),
+            // Not JSON: `\u002f` is text, and part of a non-web URL's user info.
+            (r#""x:/:///;tp://bob\u002fbob:pass78@h/", "#, "pass78"),
         ] {
             let redacted = redact_text(line);
             assert!(!redacted.contains(hidden), "{redacted}");
