@@ -223,6 +223,7 @@ fn work<S: Sink>(
     let tasks = &mut tasks.set;
     let mut first = Some(first);
     let mut input_open = true;
+    let mut busy = false;
     loop {
         let ready = session.block_on(async {
             if let Some(job) = first.take() {
@@ -233,6 +234,11 @@ fn work<S: Sink>(
             }
             let mut ready = Vec::new();
             loop {
+                // Other workers take this one's jobs while it has no room (see `Schedule`).
+                if busy == has_room(tasks.len()) {
+                    busy = !busy;
+                    schedule.set_busy(worker, busy);
+                }
                 tokio::select! {
                     biased;
                     next = take(schedule, worker, &taken), if input_open

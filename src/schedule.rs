@@ -7,11 +7,19 @@
 //! the worker with the fewest jobs queued when the host was first seen. Its later jobs queue
 //! there, and each worker takes its own jobs, oldest first.
 //!
-//! A slow host must not hold back the others, nor a busy home its queue: a worker that has room
-//! and nothing of its own queued takes the oldest job of another worker's queue when that queue
-//! holds twice its fair share of the schedule, or when the job has waited [`MOVE_AFTER`] for
-//! its home. The job's host then makes its home there (its later jobs follow), so a host gains
-//! a connection on another worker only when its home has more than it can do.
+//! A host must not be held to one worker's share when it has more to do, nor a busy home hold
+//! back its queue: a worker that has room and nothing of its own queued takes another worker's
+//! job (and the job's host makes its home there, its later jobs following)
+//! - at once, when that worker is busy (no room for another request) and the job's host has
+//!   more jobs queued than the one its home takes next: one host's batch, the common case,
+//!   spreads over every worker;
+//! - at once, when that queue holds twice its fair share of the schedule;
+//! - when the job has waited [`MOVE_AFTER`] for its home.
+//!
+//! A host with a single job queued at a time (many hosts, interleaved) so stays with its home
+//! and its connections, and gains a connection on another worker only when its home falls
+//! behind. A worker publishes whether it is busy as that changes ([`Schedule::set_busy`]), and
+//! wakes an idle one when it becomes busy with a crowded host queued.
 //!
 //! The schedule holds at most `max(2 × concurrency, 16 × workers)` jobs, deep enough that a
 //! worker's own queue seldom runs dry while others hold work; the feed waits while it is full.
@@ -53,13 +61,22 @@ struct State {
     /// Per worker: its jobs, oldest first.
     queues: Vec<VecDeque<Queued>>,
     queued: usize,
-    /// The home of each host seen lately.
-    homes: HashMap<u64, usize>,
+    /// The home of each host seen lately, and how many of its jobs are queued.
+    homes: HashMap<u64, Home>,
+    /// Per worker: it has no room for another request now.
+    busy: Vec<bool>,
+    /// Per worker: it waits for a job.
+    idle: Vec<bool>,
     /// Per worker: it cannot send (its session failed to build) and takes no more jobs.
     retired: Vec<bool>,
     /// A queue longer than this holds more than its worker will take soon.
     backlog: usize,
     closed: bool,
+}
+
+struct Home {
+    worker: usize,
+    queued: usize,
 }
 
 struct Queued {
@@ -68,9 +85,9 @@ struct Queued {
     job: Job,
 }
 
-/// Past this many hosts the table starts afresh, so that a crawl of millions of hosts does not
-/// grow it without bound. A host forgotten and seen again gets a home anew, maybe elsewhere:
-/// one more connection, nothing worse.
+/// Past this many hosts the table forgets those with nothing queued, so that a crawl of
+/// millions of hosts does not grow it without bound. A host forgotten and seen again gets a
+/// home anew, maybe elsewhere: one more connection, nothing worse.
 const MOST_HOMES_KEPT: usize = 1 << 16;
 
 /// Jobs queued per worker, at least: the depth that keeps a worker's own queue from running
@@ -80,6 +97,9 @@ const QUEUED_PER_WORKER: usize = 16;
 /// How long a job waits for its busy home before an idle worker may take it (and its host).
 /// About what a new connection costs on a LAN; on loopback, a few requests.
 const MOVE_AFTER: Duration = Duration::from_millis(20);
+
+/// How far into a busy worker's queue an idle one looks for a crowded host's job.
+const CROWD_LOOKAHEAD: usize = 32;
 
 impl Schedule {
     /// A schedule for `workers` workers and `concurrency` requests in flight.
@@ -91,6 +111,8 @@ impl Schedule {
                 queues: (0..workers).map(|_| VecDeque::new()).collect(),
                 queued: 0,
                 homes: HashMap::new(),
+                busy: vec![false; workers],
+                idle: vec![false; workers],
                 retired: vec![false; workers],
                 backlog: 2 * capacity / workers,
                 closed: false,
@@ -128,8 +150,14 @@ impl Schedule {
             job,
         });
         state.queued += 1;
+        let helper = (state.busy[worker] && state.is_crowded(key))
+            .then(|| state.an_idle_worker())
+            .flatten();
         drop(state);
         self.wake[worker].notify_one();
+        if let Some(helper) = helper {
+            self.wake[helper].notify_one();
+        }
         true
     }
 
@@ -194,12 +222,37 @@ impl Schedule {
         let mut state = self.lock();
         match state.take(worker, Instant::now()) {
             Take::Job(job) => {
+                state.idle[worker] = false;
                 drop(state);
                 self.room.notify_one();
                 Ok(Some(job))
             }
-            Take::Wait(_) if state.closed && state.queued == 0 => Ok(None),
-            Take::Wait(until) => Err(until),
+            Take::Wait(_) if state.closed && state.queued == 0 => {
+                state.idle[worker] = false;
+                Ok(None)
+            }
+            Take::Wait(until) => {
+                state.idle[worker] = true;
+                Err(until)
+            }
+        }
+    }
+
+    /// Tells the schedule whether `worker` has room for another request now. A worker that has
+    /// none, with a crowded host's jobs queued, wakes an idle one to take them.
+    pub(crate) fn set_busy(&self, worker: usize, busy: bool) {
+        let mut state = self.lock();
+        state.busy[worker] = busy;
+        let helper = (busy
+            && state.queues[worker]
+                .iter()
+                .take(CROWD_LOOKAHEAD)
+                .any(|queued| state.is_crowded(queued.key)))
+        .then(|| state.an_idle_worker())
+        .flatten();
+        drop(state);
+        if let Some(helper) = helper {
+            self.wake[helper].notify_one();
         }
     }
 
@@ -213,10 +266,18 @@ impl Schedule {
             return left > 1;
         }
         state.retired[worker] = true;
-        state.homes.retain(|_, home| *home != worker);
+        for home in state.homes.values_mut() {
+            if home.worker == worker {
+                home.worker = usize::MAX;
+            }
+        }
         let orphans = std::mem::take(&mut state.queues[worker]);
         let mut woken = Vec::new();
         for queued in orphans {
+            // Counted again by `home_of`.
+            if let Some(home) = queued.key.and_then(|key| state.homes.get_mut(&key)) {
+                home.queued = home.queued.saturating_sub(1);
+            }
             let home = state.home_of(queued.key);
             state.queues[home].push_back(queued);
             woken.push(home);
@@ -239,64 +300,101 @@ impl Schedule {
 }
 
 impl State {
-    /// The home of host `key`, chosen now if it has none: the worker with the fewest jobs
-    /// queued. Jobs with no host (they fail at once) go to that worker too.
+    /// The home of host `key`, chosen now if it has none (or its home retired): the worker with
+    /// the fewest jobs queued. Jobs with no host (they fail at once) go to that worker too.
+    /// Counts the job as queued for its host.
     fn home_of(&mut self, key: Option<u64>) -> usize {
-        let least_busy = || {
-            (0..self.queues.len())
-                .filter(|worker| !self.retired[*worker])
-                .min_by_key(|worker| self.queues[*worker].len())
-                .unwrap_or(0)
-        };
+        let least_busy = (0..self.queues.len())
+            .filter(|worker| !self.retired[*worker])
+            .min_by_key(|worker| self.queues[*worker].len())
+            .unwrap_or(0);
         let Some(key) = key else {
-            return least_busy();
+            return least_busy;
         };
-        if let Some(&worker) = self.homes.get(&key) {
-            return worker;
+        if self.homes.len() >= MOST_HOMES_KEPT && !self.homes.contains_key(&key) {
+            self.homes.retain(|_, home| home.queued > 0);
         }
-        let worker = least_busy();
-        if self.homes.len() >= MOST_HOMES_KEPT {
-            self.homes.clear();
+        let home = self.homes.entry(key).or_insert(Home {
+            worker: least_busy,
+            queued: 0,
+        });
+        if home.worker == usize::MAX {
+            home.worker = least_busy;
         }
-        self.homes.insert(key, worker);
-        worker
+        home.queued += 1;
+        home.worker
+    }
+
+    /// Whether jobs of host `key` are queued beyond the one its home takes next: a host
+    /// that needs more than one worker now. A job with no host fails at once anywhere.
+    fn is_crowded(&self, key: Option<u64>) -> bool {
+        key.is_none_or(|key| self.homes.get(&key).is_some_and(|home| home.queued >= 2))
+    }
+
+    fn an_idle_worker(&self) -> Option<usize> {
+        self.idle.iter().position(|idle| *idle)
     }
 
     fn take(&mut self, worker: usize, now: Instant) -> Take {
         if self.retired[worker] {
             return Take::Wait(None);
         }
-        if let Some(Queued { job, .. }) = self.queues[worker].pop_front() {
-            self.queued -= 1;
-            return Take::Job(job);
+        if let Some(queued) = self.queues[worker].pop_front() {
+            return Take::Job(self.taken(queued, None));
         }
-        // Another worker's oldest job, which then makes this worker its host's home. That
-        // costs the host a connection: worth it once nothing more is coming, when a queue holds
-        // more than its worker will take soon, or when the job has waited long for its home.
-        let mut victim = None;
+        // Another worker's job, which then makes this worker its host's home. That costs the
+        // host a connection: worth it when the job has waited long for its home, when a queue
+        // holds more than its worker will take soon, or when a busy worker holds several jobs
+        // of one host (one host's batch needs every worker).
+        let mut pick: Option<(usize, usize, Instant)> = None; // queue, position, since
         let mut next_look = None::<Instant>;
         for (other, queue) in self.queues.iter().enumerate() {
             let Some(front) = queue.front() else { continue };
             let movable_at = front.since + MOVE_AFTER;
-            if queue.len() >= self.backlog || now >= movable_at {
-                if victim.is_none_or(|(_, since)| front.since < since) {
-                    victim = Some((other, front.since));
+            let position = if queue.len() >= self.backlog || now >= movable_at {
+                Some(0)
+            } else if self.busy[other] {
+                queue
+                    .iter()
+                    .take(CROWD_LOOKAHEAD)
+                    .position(|queued| self.is_crowded(queued.key))
+            } else {
+                None
+            };
+            match position {
+                Some(position) => {
+                    let since = queue[position].since;
+                    if pick.is_none_or(|(_, _, oldest)| since < oldest) {
+                        pick = Some((other, position, since));
+                    }
                 }
-            } else if next_look.is_none_or(|at| movable_at < at) {
-                next_look = Some(movable_at);
+                None => {
+                    if next_look.is_none_or(|at| movable_at < at) {
+                        next_look = Some(movable_at);
+                    }
+                }
             }
         }
-        let Some((victim, _)) = victim else {
+        let Some((victim, position, _)) = pick else {
             return Take::Wait(next_look);
         };
-        let Some(Queued { key, job, .. }) = self.queues[victim].pop_front() else {
-            return Take::Wait(None);
-        };
-        self.queued -= 1;
-        if let Some(key) = key {
-            self.homes.insert(key, worker);
+        match self.queues[victim].remove(position) {
+            Some(queued) => Take::Job(self.taken(queued, Some(worker))),
+            None => Take::Wait(None),
         }
-        Take::Job(job)
+    }
+
+    /// Counts `queued` as taken; `moved_to`: the worker that took it from another's queue,
+    /// its host's home from now on.
+    fn taken(&mut self, queued: Queued, moved_to: Option<usize>) -> Job {
+        self.queued -= 1;
+        if let Some(home) = queued.key.and_then(|key| self.homes.get_mut(&key)) {
+            home.queued = home.queued.saturating_sub(1);
+            if let Some(worker) = moved_to {
+                home.worker = worker;
+            }
+        }
+        queued.job
     }
 }
 
@@ -326,5 +424,99 @@ fn park_until(woken: Notified<'_>, until: Option<Instant>) {
                 _ => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(index: usize, url: &str) -> Job {
+        Job {
+            index,
+            request: Request::get(url),
+        }
+    }
+
+    /// A schedule of `workers` workers whose jobs all went to worker 0's queue.
+    fn queued_at_worker_0(workers: usize, urls: &[&str]) -> Schedule {
+        let schedule = Schedule::new(workers, 64);
+        for (index, url) in urls.iter().enumerate() {
+            assert!(schedule.push(job(index, url)));
+        }
+        let state = schedule.lock();
+        assert_eq!(
+            state.queues[0].len(),
+            urls.len(),
+            "least busy first: worker 0"
+        );
+        drop(state);
+        schedule
+    }
+
+    fn index_of(take: Take) -> Option<usize> {
+        match take {
+            Take::Job(job) => Some(job.index),
+            Take::Wait(_) => None,
+        }
+    }
+
+    #[test]
+    fn a_host_s_jobs_queue_at_its_home() {
+        let schedule = Schedule::new(2, 64);
+        for index in 0..4 {
+            schedule.push(job(index, "http://a.test/"));
+            schedule.push(job(index, "http://b.test/"));
+        }
+        let state = schedule.lock();
+        assert_eq!((state.queues[0].len(), state.queues[1].len()), (4, 4));
+    }
+
+    #[test]
+    fn a_busy_home_s_crowded_host_is_taken_by_an_idle_worker_at_once() {
+        let schedule = queued_at_worker_0(
+            2,
+            &["http://a.test/1", "http://a.test/2", "http://a.test/3"],
+        );
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        assert_eq!(index_of(state.take(0, now)), Some(0));
+        assert_eq!(index_of(state.take(1, now)), None, "the home has room");
+        state.busy[0] = true;
+        assert_eq!(index_of(state.take(1, now)), Some(1));
+        assert_eq!(state.homes.values().next().map(|home| home.worker), Some(1));
+    }
+
+    #[test]
+    fn a_lone_job_waits_for_its_busy_home_until_it_is_old() {
+        let schedule = queued_at_worker_0(2, &["http://a.test/"]);
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        state.busy[0] = true;
+        match state.take(1, now) {
+            Take::Wait(Some(at)) => {
+                assert!(at > now && at <= now + MOVE_AFTER + Duration::from_secs(1))
+            }
+            _ => panic!("a lone job of a busy home waits"),
+        }
+        assert_eq!(
+            index_of(state.take(1, now + MOVE_AFTER * 2)),
+            Some(0),
+            "old enough"
+        );
+    }
+
+    #[test]
+    fn a_retired_worker_s_jobs_go_to_the_others() {
+        let schedule = queued_at_worker_0(3, &["http://a.test/1", "http://a.test/2"]);
+        assert!(schedule.retire(0));
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        assert_eq!(index_of(state.take(0, now)), None);
+        assert!(state.queues[0].is_empty());
+        assert_eq!(state.queues.iter().map(VecDeque::len).sum::<usize>(), 2);
+        drop(state);
+        assert!(schedule.retire(1));
+        assert!(!schedule.retire(2), "the last worker left stays");
     }
 }

@@ -238,3 +238,22 @@ fn running_out_of_file_descriptors_fails_the_requests_affected_by_name() {
         .count();
     assert!(out_of_files > 0, "{records}");
 }
+
+/// One host's batch is the usual case: its home alone would keep only its own share of the
+/// concurrency in flight, so the other workers take the host's jobs while the home is busy.
+#[test]
+fn one_host_s_batch_keeps_the_whole_concurrency_in_flight() {
+    for fetcher in [
+        Fetcher::builder().num_processes(2).concurrency(8),
+        Fetcher::builder().num_processes(8),
+    ] {
+        let server = TestServer::start();
+        let fetcher = fetcher.timeout(Duration::from_secs(20)).build().unwrap();
+        let urls: Vec<String> = (0..48)
+            .map(|i| server.url(&format!("/delay/100?i={i}")))
+            .collect();
+        let (responses, _) = urls.par_iter().fetch_all_with(&fetcher);
+        assert_eq!(responses.len(), urls.len());
+        assert_eq!(server.stats().max_in_flight(), 8, "{fetcher:?}");
+    }
+}
