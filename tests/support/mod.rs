@@ -327,6 +327,9 @@ fn certificate_for(ips: &[Ipv4Addr]) -> (String, rustls::ServerConfig) {
     .with_single_cert(vec![certificate.der().clone()], key)
     .expect("server config");
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // As servers usually do: session tickets, so that clients can resume (rustls' server
+    // default keeps 256 sessions and issues no tickets).
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer");
     (ca.pem(), config)
 }
 
