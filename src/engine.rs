@@ -11,10 +11,10 @@
 //!   sending before it ends.
 //! - **The workers** are the threads of the fetcher's own pool, one session each. The schedule
 //!   queues each job at its host's home worker, where the host's connections are (see
-//!   [`crate::schedule`]). A worker takes a job whenever the fetcher has a free *taken* permit, spawns it as a task on its
-//!   session's runtime (so every request goes through `Fetcher::run`), and whenever tasks
-//!   complete it leaves the runtime to hand their outcomes to the sink. Nothing waits for a
-//!   batch: each completed request frees its own slot.
+//!   [`crate::schedule`]). A worker takes a job whenever the fetcher has a free *taken*
+//!   permit, spawns it as a task on its session's runtime (so every request goes through
+//!   `Fetcher::run`), and whenever tasks complete it leaves the runtime to hand their outcomes
+//!   to the sink. Nothing waits for a batch: each completed request frees its own slot.
 //! - **The sink** decides where outcomes go: a rayon consumer (one folder per worker when order
 //!   does not matter, blocks of an indexed consumer when it does), `fetch_all`'s vectors, a
 //!   `Pool`'s queues, or the calling thread of [`Fetcher::for_each_completed`].
@@ -27,8 +27,8 @@
 //! - In flight (sending or reading a body): at most `concurrency`, across the whole fetcher,
 //!   enforced in `Fetcher::run` for every entry point.
 //! - Queued for a worker, not sent yet: at most `max(2 × concurrency, 16 × workers)` requests.
-//! - Taken by workers and not yet handed on: at most twice `concurrency`. The extra half covers the
-//!   requests that wait for a host slot, a rate turn or a backoff (they hold no in-flight slot,
+//! - Taken by workers and not yet handed on: at most twice `concurrency`. The extra half covers
+//!   the requests that wait for a host slot, a rate turn or a backoff (they hold no in-flight slot,
 //!   so requests to other hosts go on), and outcomes a worker has not handed on yet.
 //! - Ordered sinks add a reorder window: outcomes that completed ahead of an earlier one
 //!   wait there, and the feed stops while the window is full.
@@ -104,8 +104,9 @@ impl<S: Sink> Inlet<'_, S> {
 }
 
 /// Runs one call: `feed` pushes the input on the calling thread while the fetcher's workers
-/// (`pool`, from `Fetcher::workers_for_call`) fetch it into `sink`. Returns when every job pushed has been handed to the sink (or the call
-/// stopped) and every worker has closed its part.
+/// (`pool`, from `Fetcher::workers_for_call`) fetch it into `sink`. Returns when every job
+/// pushed has been handed to the sink (or the call stopped) and every worker has closed its
+/// part.
 ///
 /// # Panics
 /// Re-raises a panic of `feed` or of the sink's user code, after the workers have stopped.

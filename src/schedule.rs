@@ -27,14 +27,12 @@
 //! closes, and by a timer when a job elsewhere becomes movable.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
-
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
@@ -266,11 +264,6 @@ impl Schedule {
             return left > 1;
         }
         state.retired[worker] = true;
-        for home in state.homes.values_mut() {
-            if home.worker == worker {
-                home.worker = usize::MAX;
-            }
-        }
         let orphans = std::mem::take(&mut state.queues[worker]);
         let mut woken = Vec::new();
         for queued in orphans {
@@ -304,25 +297,35 @@ impl State {
     /// the fewest jobs queued. Jobs with no host (they fail at once) go to that worker too.
     /// Counts the job as queued for its host.
     fn home_of(&mut self, key: Option<u64>) -> usize {
-        let least_busy = (0..self.queues.len())
-            .filter(|worker| !self.retired[*worker])
-            .min_by_key(|worker| self.queues[*worker].len())
-            .unwrap_or(0);
         let Some(key) = key else {
-            return least_busy;
+            return self.least_busy();
         };
+        let retired = &self.retired;
+        if let Some(home) = self
+            .homes
+            .get_mut(&key)
+            .filter(|home| !retired[home.worker])
+        {
+            home.queued += 1;
+            return home.worker;
+        }
+        let worker = self.least_busy();
         if self.homes.len() >= MOST_HOMES_KEPT && !self.homes.contains_key(&key) {
             self.homes.retain(|_, home| home.queued > 0);
         }
-        let home = self.homes.entry(key).or_insert(Home {
-            worker: least_busy,
-            queued: 0,
-        });
-        if home.worker == usize::MAX {
-            home.worker = least_busy;
-        }
+        let home = self.homes.entry(key).or_insert(Home { worker, queued: 0 });
+        home.worker = worker;
         home.queued += 1;
-        home.worker
+        worker
+    }
+
+    /// The worker that can send with the fewest jobs queued: looked for only when a host is
+    /// new, since it costs a pass over the workers.
+    fn least_busy(&self) -> usize {
+        (0..self.queues.len())
+            .filter(|worker| !self.retired[*worker])
+            .min_by_key(|worker| self.queues[*worker].len())
+            .unwrap_or(0)
     }
 
     /// Whether jobs of host `key` are queued beyond the one its home takes next: a host
