@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example compare                 # every workload, 3 repetitions
 //! cargo run --release --example compare -- --reps 5 S1  # only S1, 5 repetitions
+//! cargo run --release --example compare -- S6 parfetch async-reqwest  # only these two
 //! ```
 //!
 //! Contenders, each keeping every body until the batch is done, as `fetch_all` does:
@@ -246,6 +247,10 @@ fn client(contender: &str, workload: &str, base: &str) {
         "parfetch" => run_parfetch(&urls, parfetch::Fetcher::builder().concurrency(c)),
         "parfetch-defaults" => kept(urls.par_iter().fetch_all()),
         "parfetch-threads" => run_parfetch(&urls, parfetch::Fetcher::builder().num_processes(c)),
+        "parfetch-one" => run_parfetch(
+            &urls,
+            parfetch::Fetcher::builder().num_processes(1).concurrency(c),
+        ),
         "parfetch-command" => run_command(&urls, c),
         "async-reqwest" => run_async_reqwest(&urls, c),
         "rayon-reqwest" => run_rayon_reqwest(&urls, c),
@@ -501,10 +506,12 @@ struct Run {
 fn compare(args: &[String]) {
     let mut reps = 3;
     let mut only: Vec<String> = Vec::new();
+    let mut only_contenders: Vec<String> = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--reps" => reps = rest.next().and_then(|n| n.parse().ok()).expect("--reps N"),
+            name if CONTENDERS.contains(&name) => only_contenders.push(name.to_owned()),
             name => only.push(name.to_owned()),
         }
     }
@@ -523,6 +530,7 @@ fn compare(args: &[String]) {
     let contenders: Vec<&str> = CONTENDERS
         .iter()
         .copied()
+        .filter(|c| only_contenders.is_empty() || only_contenders.iter().any(|name| name == c))
         .filter(|c| *c != "python-toolbelt" || python)
         .filter(|c| *c != "parfetch-command" || command_path().exists())
         .collect();

@@ -8,7 +8,9 @@
 //!   input is a parallel iterator). It turns input items into numbered [`Job`]s and pushes them
 //!   into the call's [`Schedule`], blocking while it is full. So the input is read only as
 //!   fast as slots free up, and an unindexed source (`par_bridge()` over a channel) starts
-//!   sending before it ends.
+//!   sending before it ends. The pieces rayon cuts an indexed input into are read no further
+//!   than the schedule's depth past the first item not sent yet ([`ReadAhead`]): requests go
+//!   out nearly in input order.
 //! - **The workers** are the threads of the fetcher's own pool, one session each. The schedule
 //!   queues each job at its host's home worker, where the host's connections are (see
 //!   [`crate::schedule`]). A worker takes a job whenever the fetcher has a free *taken*
@@ -36,7 +38,8 @@
 //! So memory is bounded by `2 × concurrency × max_body_bytes` plus the window, never by the
 //! length of the input.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -44,7 +47,8 @@ use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::schedule::{Job, Schedule};
+use crate::read_ahead::ReadAhead;
+use crate::schedule::{HostKey, Job, Schedule};
 use crate::{FetchResult, Fetcher, Request};
 
 /// Where a call's outcomes go.
@@ -77,19 +81,29 @@ pub(crate) trait Sink: Sync {
 /// The feed's side of a call: numbers items and pushes them to the workers.
 pub(crate) struct Inlet<'a, S: Sink> {
     schedule: &'a Schedule,
+    read_ahead: &'a ReadAhead,
     arrivals: AtomicUsize,
     stopped: &'a AtomicBool,
     sink: &'a S,
 }
 
 impl<S: Sink> Inlet<'_, S> {
-    /// Sends `request` to the workers, numbered `index` or by arrival; `false` once the call has
-    /// stopped taking input.
-    pub(crate) fn push(&self, index: Option<usize>, request: Request) -> bool {
-        let index = index.unwrap_or_else(|| self.arrivals.fetch_add(1, Ordering::Relaxed));
+    /// Sends `request` to the workers, numbered by arrival; `false` once the call has stopped
+    /// taking input.
+    pub(crate) fn push(&self, request: Request) -> bool {
+        let index = self.arrivals.fetch_add(1, Ordering::Relaxed);
+        !self.is_stopped() && self.send(index, request)
+    }
+
+    /// Sends item `index` of an indexed input, read by the piece that starts at `start`.
+    fn push_indexed(&self, start: usize, index: usize, request: Request) -> bool {
         !self.is_stopped()
-            && self.sink.admit(index, self.stopped)
-            && self.schedule.push(Job { index, request })
+            && self.read_ahead.admit(start, index, self.stopped)
+            && self.send(index, request)
+    }
+
+    fn send(&self, index: usize, request: Request) -> bool {
+        self.sink.admit(index, self.stopped) && self.schedule.push(index, request)
     }
 
     pub(crate) fn is_stopped(&self) -> bool {
@@ -99,6 +113,7 @@ impl<S: Sink> Inlet<'_, S> {
     /// Stops the call: no more input, and nothing waits for a window any more.
     fn stop(&self) {
         self.stopped.store(true, Ordering::Relaxed);
+        self.read_ahead.close();
         self.sink.wake();
     }
 }
@@ -116,13 +131,19 @@ where
     F: FnOnce(&Inlet<'_, S>),
 {
     let schedule = Schedule::new(pool.current_num_threads(), fetcher.concurrency());
+    let read_ahead = ReadAhead::new(schedule.capacity());
     let stopped = AtomicBool::new(false);
     pool.in_place_scope(|scope| {
         scope.spawn_broadcast(|_, context| {
-            work(fetcher, &schedule, sink, context.index(), &stopped);
+            let wake = || {
+                read_ahead.close();
+                sink.wake();
+            };
+            work(fetcher, &schedule, sink, context.index(), &stopped, &wake);
         });
         let inlet = Inlet {
             schedule: &schedule,
+            read_ahead: &read_ahead,
             arrivals: AtomicUsize::new(0),
             stopped: &stopped,
             sink,
@@ -173,12 +194,12 @@ fn work<S: Sink>(
     sink: &S,
     worker: usize,
     stopped: &AtomicBool,
+    wake: &dyn Fn(),
 ) {
-    let wake = || sink.wake();
     let guard = StopOnUnwind {
         schedule,
         stopped,
-        wake: &wake,
+        wake,
     };
     let mut local = sink.open(worker);
     // A worker that never gets a job builds no session (runtime, client, user hooks).
@@ -192,7 +213,7 @@ fn work<S: Sink>(
             // This worker's hosts go to workers that can send; the last one left fails all.
             let mut next = Some(first);
             let retired = schedule.retire(worker);
-            while let Some(Job { index, request }) = next
+            while let Some(Job { index, request, .. }) = next
                 .take()
                 .or_else(|| (!retired).then(|| schedule.take_blocking(worker)).flatten())
             {
@@ -222,6 +243,8 @@ fn work<S: Sink>(
         session,
     };
     let tasks = &mut tasks.set;
+    let sending = Sending::default();
+    let is_sending_to = |host| sending.to(host);
     let mut first = Some(first);
     let mut input_open = true;
     let mut busy = false;
@@ -230,6 +253,7 @@ fn work<S: Sink>(
             if let Some(job) = first.take() {
                 // Taken before its permit: waiting for one here is waiting for a slot.
                 if let Ok(permit) = Arc::clone(&taken).acquire_owned().await {
+                    sending.start(job.host);
                     spawn(tasks, fetcher, job, permit);
                 }
             }
@@ -242,12 +266,15 @@ fn work<S: Sink>(
                 }
                 tokio::select! {
                     biased;
-                    next = take(schedule, worker, &taken), if input_open
+                    next = take(schedule, worker, &taken, &is_sending_to), if input_open
                         && has_room(tasks.len())
                         && !stopped.load(Ordering::Relaxed) =>
                     {
                         match next {
-                            Some((job, permit)) => spawn(tasks, fetcher, job, permit),
+                            Some((job, permit)) => {
+                                sending.start(job.host);
+                                spawn(tasks, fetcher, job, permit);
+                            }
                             None => input_open = false,
                         }
                     }
@@ -262,13 +289,22 @@ fn work<S: Sink>(
                         while let Some(done) = tasks.try_join_next() {
                             ready.extend(done.ok());
                         }
+                        for done in &ready {
+                            sending.end(done.host);
+                        }
                         return ready;
                     }
                     else => return ready,
                 }
             }
         });
-        for (index, outcome, permit) in ready {
+        for Done {
+            index,
+            outcome,
+            permit,
+            ..
+        } in ready
+        {
             let wanted = sink.accept(&mut local, index, outcome);
             drop(permit);
             if !wanted {
@@ -286,8 +322,44 @@ fn work<S: Sink>(
 /// task is dropped only when its runtime next runs, and until then it holds its slots: so the
 /// runtime is run once more here, also when a user adaptor panicked.
 struct Tasks<'s> {
-    set: JoinSet<(usize, FetchResult, OwnedSemaphorePermit)>,
+    set: JoinSet<Done>,
     session: &'s crate::session::Session,
+}
+
+/// A request's outcome, with what it held.
+struct Done {
+    index: usize,
+    outcome: FetchResult,
+    permit: OwnedSemaphorePermit,
+    host: Option<HostKey>,
+}
+
+/// How many requests a worker has in flight to each host: the schedule gives it a job of
+/// another host first, where it can, so that one connection per host does.
+#[derive(Default)]
+struct Sending(RefCell<HashMap<HostKey, usize>>);
+
+impl Sending {
+    fn start(&self, host: Option<HostKey>) {
+        if let Some(host) = host {
+            *self.0.borrow_mut().entry(host).or_default() += 1;
+        }
+    }
+
+    fn end(&self, host: Option<HostKey>) {
+        let Some(host) = host else { return };
+        let mut counts = self.0.borrow_mut();
+        if let Some(count) = counts.get_mut(&host) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&host);
+            }
+        }
+    }
+
+    fn to(&self, host: HostKey) -> bool {
+        self.0.borrow().contains_key(&host)
+    }
 }
 
 impl Drop for Tasks<'_> {
@@ -305,21 +377,33 @@ async fn take(
     schedule: &Schedule,
     worker: usize,
     taken: &Arc<Semaphore>,
+    sending: &dyn Fn(HostKey) -> bool,
 ) -> Option<(Job, OwnedSemaphorePermit)> {
     let permit = Arc::clone(taken).acquire_owned().await.ok()?;
-    let job = schedule.take(worker).await?;
+    let job = schedule.take(worker, sending).await?;
     Some((job, permit))
 }
 
 /// Runs `job` as a task of the worker's runtime.
 fn spawn(
-    tasks: &mut JoinSet<(usize, FetchResult, OwnedSemaphorePermit)>,
+    tasks: &mut JoinSet<Done>,
     fetcher: &Fetcher,
-    Job { index, request }: Job,
+    Job {
+        index,
+        request,
+        host,
+    }: Job,
     permit: OwnedSemaphorePermit,
 ) {
     let fetcher = fetcher.clone();
-    tasks.spawn(async move { (index, fetcher.fetch_here(request).await, permit) });
+    tasks.spawn(async move {
+        Done {
+            index,
+            outcome: fetcher.fetch_here(request).await,
+            permit,
+            host,
+        }
+    });
 }
 
 /// The most pieces an ordered consumer is cut into.
@@ -336,11 +420,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The feed of a rayon parallel iterator: a consumer that pushes each item to the workers.
-/// Split with `split_at` (indexed inputs), it numbers items by position; split off unindexed,
-/// by arrival.
+/// Split with `split_at` (indexed inputs), it numbers items by position, each piece read no
+/// further than the [`ReadAhead`] allows; split off unindexed, by arrival.
 pub(crate) struct Feed<'a, 'i, S: Sink> {
-    pub(crate) inlet: &'a Inlet<'i, S>,
-    pub(crate) offset: Option<usize>,
+    inlet: &'a Inlet<'i, S>,
+    /// Where this piece of an indexed input starts.
+    offset: Option<usize>,
+}
+
+impl<'a, 'i, S: Sink> Feed<'a, 'i, S> {
+    /// The feed of an indexed input (numbered from 0), or of an unindexed one.
+    pub(crate) fn new(inlet: &'a Inlet<'i, S>, indexed: bool) -> Self {
+        let offset = indexed.then_some(0);
+        if indexed {
+            inlet.read_ahead.add(0);
+        }
+        Self { inlet, offset }
+    }
 }
 
 /// The reducer of consumers whose result is `()`.
@@ -356,9 +452,13 @@ impl<'a, 'i, S: Sink, T: Into<Request>> Consumer<T> for Feed<'a, 'i, S> {
     type Result = ();
 
     fn split_at(self, index: usize) -> (Self, Self, NothingToReduce) {
+        let offset = self.offset.map(|offset| offset + index);
+        if let Some(offset) = offset {
+            self.inlet.read_ahead.add(offset);
+        }
         let right = Feed {
             inlet: self.inlet,
-            offset: self.offset.map(|offset| offset + index),
+            offset,
         };
         (self, right, NothingToReduce)
     }
@@ -366,6 +466,7 @@ impl<'a, 'i, S: Sink, T: Into<Request>> Consumer<T> for Feed<'a, 'i, S> {
     fn into_folder(self) -> Self::Folder {
         FeedFolder {
             inlet: self.inlet,
+            start: self.offset,
             next: self.offset,
             stopped: false,
         }
@@ -391,6 +492,7 @@ impl<S: Sink, T: Into<Request>> UnindexedConsumer<T> for Feed<'_, '_, S> {
 
 pub(crate) struct FeedFolder<'a, 'i, S: Sink> {
     inlet: &'a Inlet<'i, S>,
+    start: Option<usize>,
     next: Option<usize>,
     stopped: bool,
 }
@@ -409,13 +511,21 @@ impl<S: Sink, T: Into<Request>> Folder<T> for FeedFolder<'_, '_, S> {
     type Result = ();
 
     fn consume(mut self, item: T) -> Self {
-        let index = self.next;
-        self.next = index.map(|index| index + 1);
-        self.stopped = !self.inlet.push(index, item.into());
+        self.stopped = !match (self.start, self.next) {
+            (Some(start), Some(index)) => {
+                self.next = Some(index + 1);
+                self.inlet.push_indexed(start, index, item.into())
+            }
+            _ => self.inlet.push(item.into()),
+        };
         self
     }
 
-    fn complete(self) {}
+    fn complete(self) {
+        if let Some(start) = self.start {
+            self.inlet.read_ahead.finish(start);
+        }
+    }
 
     fn full(&self) -> bool {
         self.stopped || self.inlet.is_stopped()

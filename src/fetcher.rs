@@ -832,7 +832,7 @@ impl Fetcher {
             let feeding = scope.spawn(move || {
                 engine::run(self, pool, &sink, |inlet| {
                     for request in requests {
-                        if !inlet.push(None, request.into()) {
+                        if !inlet.push(request.into()) {
                             break;
                         }
                     }

@@ -67,6 +67,7 @@ mod limits;
 mod outcome;
 mod par;
 pub mod pool;
+mod read_ahead;
 mod redact;
 mod redirect;
 mod request;

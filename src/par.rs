@@ -72,7 +72,9 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     ///
     /// The input is read on the caller's side, as slots free up; the requests and the adaptors
     /// chained after them run on the fetcher's worker threads, each outcome handed on as it
-    /// completes. For an indexed input driven by an indexed consumer, outcomes are handed on in
+    /// completes. An indexed input is sent nearly in input order: rayon's pieces of it are read
+    /// in parallel, but none further than the fetcher's queue depth (twice its concurrency, at
+    /// least 16 per worker) past the first item not sent yet. For an indexed input driven by an indexed consumer, outcomes are handed on in
     /// input order through a bounded reorder window (see the [crate docs](crate)). Positional
     /// adaptors that pull by position (`zip`, `enumerate`, ...) make the outcomes be collected
     /// first, then handed on.
@@ -101,10 +103,10 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
         let Some(pool) = fetcher.workers_for_call() else {
             return self.map(|item| fetcher.execute(item)).partition_map(split);
         };
-        let offset = self.opt_len().map(|_| 0);
+        let indexed = self.opt_len().is_some();
         let sink = KeepAll::new();
         engine::run(fetcher, pool, &sink, |inlet| {
-            self.drive_unindexed(Feed { inlet, offset });
+            self.drive_unindexed(Feed::new(inlet, indexed));
         });
         let mut responses = Vec::new();
         let mut exceptions = Vec::new();
@@ -150,19 +152,13 @@ where
         if let Some(len) = base.opt_len() {
             let (sink, reducers) = Ordered::new(consumer, len, fetcher.reorder_window());
             engine::run(&fetcher, pool, &sink, |inlet| {
-                base.drive_unindexed(Feed {
-                    inlet,
-                    offset: Some(0),
-                });
+                base.drive_unindexed(Feed::new(inlet, true));
             });
             return sink.into_result(reducers);
         }
         let (sink, reducers) = Unordered::new(consumer, fetcher.threads());
         engine::run(&fetcher, pool, &sink, |inlet| {
-            base.drive_unindexed(Feed {
-                inlet,
-                offset: None,
-            });
+            base.drive_unindexed(Feed::new(inlet, false));
         });
         sink.into_result(reducers)
     }
@@ -190,10 +186,7 @@ where
         };
         let (sink, reducers) = Ordered::new(consumer, base.len(), fetcher.reorder_window());
         engine::run(&fetcher, pool, &sink, |inlet| {
-            base.drive(Feed {
-                inlet,
-                offset: Some(0),
-            });
+            base.drive(Feed::new(inlet, true));
         });
         sink.into_result(reducers)
     }

@@ -4,8 +4,9 @@
 //! Each worker has a session of its own, and with it its own connections. If any worker took
 //! any job, every worker would soon hold a connection (over TLS, a handshake) to nearly every
 //! host: with 64 workers and 1,000 hosts, 18 connections per host. So every host has a *home*:
-//! the worker with the fewest jobs queued when the host was first seen. Its later jobs queue
-//! there, and each worker takes its own jobs, oldest first.
+//! when the host is first seen, the worker with the fewest jobs queued (of those, the one with
+//! the fewest hosts). Its later jobs queue there, and each worker takes its own jobs, oldest
+//! first.
 //!
 //! A host must not be held to one worker's share when it has more to do, nor a busy home hold
 //! back its queue: a worker that has room and nothing of its own queued takes another worker's
@@ -16,10 +17,20 @@
 //! - at once, when that queue holds twice its fair share of the schedule;
 //! - when the job has waited [`MOVE_AFTER`] for its home.
 //!
-//! A host with a single job queued at a time (many hosts, interleaved) so stays with its home
-//! and its connections, and gains a connection on another worker only when its home falls
-//! behind. A worker publishes whether it is busy as that changes ([`Schedule::set_busy`]), and
-//! wakes an idle one when it becomes busy with a crowded host queued.
+//! A host that moved keeps its former home as its *other* worker: both hold a connection to it.
+//! Its jobs then queue at whichever of the two has fewer queued, and the other takes them at
+//! once when idle, so the two balance the host between them for free. A third worker takes
+//! them only when they have waited [`PAIRED_MOVE_AFTER`] for both (or the host has a batch of
+//! [`BATCH`] jobs queued): so a host has at most two connections unless both its workers stall
+//! (1,000 hosts, 20 requests each, 64 workers of one request each: 1,250 connections, at most
+//! 2 to a host; 1,310, up to 4 to a host, without the pairs).
+//!
+//! A worker also avoids a second connection of its own: of the first few jobs in its queue, it
+//! takes first one whose host it is not sending to already (unless that host has a batch
+//! queued, which needs the connections).
+//!
+//! A worker publishes whether it is busy as that changes ([`Schedule::set_busy`]), and wakes an
+//! idle one when it becomes busy with a crowded host queued.
 //!
 //! The schedule holds at most `max(2 × concurrency, 16 × workers)` jobs, deep enough that a
 //! worker's own queue seldom runs dry while others hold work; the feed waits while it is full.
@@ -44,7 +55,12 @@ use crate::Request;
 pub(crate) struct Job {
     pub(crate) index: usize,
     pub(crate) request: Request,
+    /// Its host (and port), as the schedule tells hosts apart; `None` for a URL that fails.
+    pub(crate) host: Option<HostKey>,
 }
+
+/// A host and port, hashed.
+pub(crate) type HostKey = u64;
 
 /// The jobs of one call that no worker has taken yet, queued by home worker.
 pub(crate) struct Schedule {
@@ -60,7 +76,9 @@ struct State {
     queues: Vec<VecDeque<Queued>>,
     queued: usize,
     /// The home of each host seen lately, and how many of its jobs are queued.
-    homes: HashMap<u64, Home>,
+    homes: HashMap<HostKey, Home>,
+    /// Per worker: how many hosts have their home there.
+    hosts: Vec<usize>,
     /// Per worker: it has no room for another request now.
     busy: Vec<bool>,
     /// Per worker: it waits for a job.
@@ -74,13 +92,20 @@ struct State {
 
 struct Home {
     worker: usize,
+    /// The worker that was its home before: it holds a connection to the host too.
+    other: Option<usize>,
     queued: usize,
 }
 
 struct Queued {
-    key: Option<u64>,
     since: Instant,
     job: Job,
+}
+
+impl Queued {
+    fn key(&self) -> Option<HostKey> {
+        self.job.host
+    }
 }
 
 /// Past this many hosts the table forgets those with nothing queued, so that a crawl of
@@ -96,8 +121,18 @@ const QUEUED_PER_WORKER: usize = 16;
 /// About what a new connection costs on a LAN; on loopback, a few requests.
 const MOVE_AFTER: Duration = Duration::from_millis(20);
 
+/// How long a job of a host that two other workers hold connections to waits for them before
+/// a third may take it.
+const PAIRED_MOVE_AFTER: Duration = Duration::from_millis(100);
+
 /// How far into a busy worker's queue an idle one looks for a crowded host's job.
 const CROWD_LOOKAHEAD: usize = 32;
+
+/// How far into its own queue a worker looks for a job whose host it is not sending to.
+const SECOND_CONNECTION_LOOKAHEAD: usize = 8;
+
+/// A host with this many jobs queued has a batch: it gets more connections at once.
+const BATCH: usize = 8;
 
 impl Schedule {
     /// A schedule for `workers` workers and `concurrency` requests in flight.
@@ -109,6 +144,7 @@ impl Schedule {
                 queues: (0..workers).map(|_| VecDeque::new()).collect(),
                 queued: 0,
                 homes: HashMap::new(),
+                hosts: vec![0; workers],
                 busy: vec![false; workers],
                 idle: vec![false; workers],
                 retired: vec![false; workers],
@@ -122,15 +158,25 @@ impl Schedule {
         }
     }
 
+    /// The most jobs it queues.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent under every lock; a panic elsewhere must not end the call.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `job` at its host's home, waiting while the schedule is full; `false` once it is
-    /// closed.
-    pub(crate) fn push(&self, job: Job) -> bool {
-        let key = self.host_key(&job.request);
+    /// Queues item `index` at its host's home, waiting while the schedule is full; `false`
+    /// once it is closed.
+    pub(crate) fn push(&self, index: usize, request: Request) -> bool {
+        let key = self.host_key(&request);
+        let job = Job {
+            index,
+            request,
+            host: key,
+        };
         let mut state = self.lock();
         while state.queued >= self.capacity && !state.closed {
             state = self
@@ -143,7 +189,6 @@ impl Schedule {
         }
         let worker = state.home_of(key);
         state.queues[worker].push_back(Queued {
-            key,
             since: Instant::now(),
             job,
         });
@@ -189,11 +234,15 @@ impl Schedule {
     }
 
     /// The next job for `worker`, waiting for one; `None` once the schedule is closed and
-    /// empty.
-    pub(crate) async fn take(&self, worker: usize) -> Option<Job> {
+    /// empty. `sending(host)`: whether the worker has a request to `host` in flight.
+    pub(crate) async fn take(
+        &self,
+        worker: usize,
+        sending: &dyn Fn(HostKey) -> bool,
+    ) -> Option<Job> {
         loop {
             let woken = self.wake[worker].notified();
-            match self.try_take(worker) {
+            match self.try_take(worker, sending) {
                 Ok(job) => return job,
                 Err(Some(until)) => {
                     let _ = tokio::time::timeout_at(until.into(), woken).await;
@@ -207,7 +256,7 @@ impl Schedule {
     pub(crate) fn take_blocking(&self, worker: usize) -> Option<Job> {
         loop {
             let woken = self.wake[worker].notified();
-            match self.try_take(worker) {
+            match self.try_take(worker, &|_| false) {
                 Ok(job) => return job,
                 Err(until) => park_until(woken, until),
             }
@@ -216,13 +265,24 @@ impl Schedule {
 
     /// The next job for `worker`, or `None` if there will be none; else, when to look again
     /// (besides when woken).
-    fn try_take(&self, worker: usize) -> Result<Option<Job>, Option<Instant>> {
+    fn try_take(
+        &self,
+        worker: usize,
+        sending: &dyn Fn(HostKey) -> bool,
+    ) -> Result<Option<Job>, Option<Instant>> {
         let mut state = self.lock();
-        match state.take(worker, Instant::now()) {
+        match state.take(worker, Instant::now(), sending) {
             Take::Job(job) => {
                 state.idle[worker] = false;
+                let last = state.closed && state.queued == 0;
                 drop(state);
                 self.room.notify_one();
+                if last {
+                    // Workers waiting for a job to move over learn that there is none left.
+                    for wake in &self.wake {
+                        wake.notify_one();
+                    }
+                }
                 Ok(Some(job))
             }
             Take::Wait(_) if state.closed && state.queued == 0 => {
@@ -245,7 +305,7 @@ impl Schedule {
             && state.queues[worker]
                 .iter()
                 .take(CROWD_LOOKAHEAD)
-                .any(|queued| state.is_crowded(queued.key)))
+                .any(|queued| state.is_crowded(queued.key())))
         .then(|| state.an_idle_worker())
         .flatten();
         drop(state);
@@ -268,10 +328,10 @@ impl Schedule {
         let mut woken = Vec::new();
         for queued in orphans {
             // Counted again by `home_of`.
-            if let Some(home) = queued.key.and_then(|key| state.homes.get_mut(&key)) {
+            if let Some(home) = queued.key().and_then(|key| state.homes.get_mut(&key)) {
                 home.queued = home.queued.saturating_sub(1);
             }
-            let home = state.home_of(queued.key);
+            let home = state.home_of(queued.key());
             state.queues[home].push_back(queued);
             woken.push(home);
         }
@@ -283,7 +343,7 @@ impl Schedule {
         true
     }
 
-    fn host_key(&self, request: &Request) -> Option<u64> {
+    fn host_key(&self, request: &Request) -> Option<HostKey> {
         let url = request.checked_url().ok()?;
         Some(
             self.hasher
@@ -296,26 +356,51 @@ impl State {
     /// The home of host `key`, chosen now if it has none (or its home retired): the worker with
     /// the fewest jobs queued. Jobs with no host (they fail at once) go to that worker too.
     /// Counts the job as queued for its host.
-    fn home_of(&mut self, key: Option<u64>) -> usize {
+    fn home_of(&mut self, key: Option<HostKey>) -> usize {
         let Some(key) = key else {
             return self.least_busy();
         };
-        let retired = &self.retired;
+        let (retired, queues) = (&self.retired, &self.queues);
         if let Some(home) = self
             .homes
             .get_mut(&key)
             .filter(|home| !retired[home.worker])
         {
             home.queued += 1;
-            return home.worker;
+            // Of the two workers with a connection to the host, the one with less to do.
+            return match home.other {
+                Some(other)
+                    if !retired[other] && queues[other].len() < queues[home.worker].len() =>
+                {
+                    other
+                }
+                _ => home.worker,
+            };
         }
         let worker = self.least_busy();
         if self.homes.len() >= MOST_HOMES_KEPT && !self.homes.contains_key(&key) {
-            self.homes.retain(|_, home| home.queued > 0);
+            let hosts = &mut self.hosts;
+            self.homes.retain(|_, home| {
+                let kept = home.queued > 0;
+                if !kept {
+                    hosts[home.worker] -= 1;
+                }
+                kept
+            });
         }
-        let home = self.homes.entry(key).or_insert(Home { worker, queued: 0 });
+        let home = self.homes.entry(key).or_insert_with(|| {
+            // Counted out again just below, as a home that moves is.
+            self.hosts[worker] += 1;
+            Home {
+                worker,
+                other: None,
+                queued: 0,
+            }
+        });
+        self.hosts[home.worker] -= 1;
         home.worker = worker;
         home.queued += 1;
+        self.hosts[worker] += 1;
         worker
     }
 
@@ -324,26 +409,55 @@ impl State {
     fn least_busy(&self) -> usize {
         (0..self.queues.len())
             .filter(|worker| !self.retired[*worker])
-            .min_by_key(|worker| self.queues[*worker].len())
+            .min_by_key(|worker| (self.queues[*worker].len(), self.hosts[*worker]))
             .unwrap_or(0)
     }
 
     /// Whether jobs of host `key` are queued beyond the one its home takes next: a host
     /// that needs more than one worker now. A job with no host fails at once anywhere.
-    fn is_crowded(&self, key: Option<u64>) -> bool {
-        key.is_none_or(|key| self.homes.get(&key).is_some_and(|home| home.queued >= 2))
+    fn is_crowded(&self, key: Option<HostKey>) -> bool {
+        self.has_queued(key, 2)
+    }
+
+    /// Whether `worker` should help with host `key` now: it is crowded, and if two other
+    /// workers hold connections to it already, it has a whole batch queued.
+    fn needs_help_from(&self, key: Option<HostKey>, worker: usize) -> bool {
+        match self.pairing(key, worker) {
+            Pairing::PairedElsewhere => self.has_queued(key, BATCH),
+            Pairing::Paired | Pairing::Unpaired => self.is_crowded(key),
+        }
+    }
+
+    /// Whether host `key` has at least `jobs` jobs queued (a job with no host counts as many).
+    fn has_queued(&self, key: Option<HostKey>, jobs: usize) -> bool {
+        key.is_none_or(|key| self.homes.get(&key).is_some_and(|home| home.queued >= jobs))
     }
 
     fn an_idle_worker(&self) -> Option<usize> {
         self.idle.iter().position(|idle| *idle)
     }
 
-    fn take(&mut self, worker: usize, now: Instant) -> Take {
+    fn take(&mut self, worker: usize, now: Instant, sending: &dyn Fn(HostKey) -> bool) -> Take {
         if self.retired[worker] {
             return Take::Wait(None);
         }
-        if let Some(queued) = self.queues[worker].pop_front() {
-            return Take::Job(self.taken(queued, None));
+        // A host this worker is sending to now would need a second connection: a job of
+        // another host a little further on goes first, unless the host has a batch queued
+        // (then it needs the connections).
+        let own = &self.queues[worker];
+        if !own.is_empty() {
+            let position = own
+                .iter()
+                .take(SECOND_CONNECTION_LOOKAHEAD)
+                .position(|queued| {
+                    queued
+                        .key()
+                        .is_none_or(|key| !sending(key) || self.has_queued(Some(key), BATCH))
+                })
+                .unwrap_or(0);
+            if let Some(queued) = self.queues[worker].remove(position) {
+                return Take::Job(self.taken(queued, None));
+            }
         }
         // Another worker's job, which then makes this worker its host's home. That costs the
         // host a connection: worth it when the job has waited long for its home, when a queue
@@ -353,14 +467,23 @@ impl State {
         let mut next_look = None::<Instant>;
         for (other, queue) in self.queues.iter().enumerate() {
             let Some(front) = queue.front() else { continue };
-            let movable_at = front.since + MOVE_AFTER;
-            let position = if queue.len() >= self.backlog || now >= movable_at {
+            let pairing = self.pairing(front.key(), worker);
+            let movable_at = front.since
+                + match pairing {
+                    Pairing::Paired => Duration::ZERO,
+                    Pairing::Unpaired => MOVE_AFTER,
+                    Pairing::PairedElsewhere => PAIRED_MOVE_AFTER,
+                };
+            let backlog = queue.len() >= self.backlog
+                && self.busy[other]
+                && pairing != Pairing::PairedElsewhere;
+            let position = if backlog || now >= movable_at {
                 Some(0)
             } else if self.busy[other] {
                 queue
                     .iter()
                     .take(CROWD_LOOKAHEAD)
-                    .position(|queued| self.is_crowded(queued.key))
+                    .position(|queued| self.needs_help_from(queued.key(), worker))
             } else {
                 None
             };
@@ -387,18 +510,41 @@ impl State {
         }
     }
 
+    /// Whether `worker` is one of the two workers with a connection to host `key`.
+    fn pairing(&self, key: Option<HostKey>, worker: usize) -> Pairing {
+        match key.and_then(|key| self.homes.get(&key)) {
+            Some(home) if home.worker == worker || home.other == Some(worker) => Pairing::Paired,
+            Some(Home { other: Some(_), .. }) => Pairing::PairedElsewhere,
+            _ => Pairing::Unpaired,
+        }
+    }
+
     /// Counts `queued` as taken; `moved_to`: the worker that took it from another's queue,
     /// its host's home from now on.
     fn taken(&mut self, queued: Queued, moved_to: Option<usize>) -> Job {
         self.queued -= 1;
-        if let Some(home) = queued.key.and_then(|key| self.homes.get_mut(&key)) {
+        if let Some(home) = queued.key().and_then(|key| self.homes.get_mut(&key)) {
             home.queued = home.queued.saturating_sub(1);
-            if let Some(worker) = moved_to {
+            if let Some(worker) = moved_to.filter(|worker| *worker != home.worker) {
+                self.hosts[home.worker] -= 1;
+                self.hosts[worker] += 1;
+                home.other = Some(home.worker);
                 home.worker = worker;
             }
         }
         queued.job
     }
+}
+
+/// How a worker stands to a host whose job it could take.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pairing {
+    /// It holds a connection to the host: taking the job costs nothing.
+    Paired,
+    /// The host has one worker; taking the job makes this one the second.
+    Unpaired,
+    /// Two other workers hold connections to the host.
+    PairedElsewhere,
 }
 
 /// What a worker gets from the schedule.
@@ -434,18 +580,17 @@ fn park_until(woken: Notified<'_>, until: Option<Instant>) {
 mod tests {
     use super::*;
 
-    fn job(index: usize, url: &str) -> Job {
-        Job {
-            index,
-            request: Request::get(url),
-        }
+    fn push(schedule: &Schedule, index: usize, url: &str) -> bool {
+        schedule.push(index, Request::get(url))
     }
+
+    const SENDING_NOTHING: &dyn Fn(HostKey) -> bool = &|_| false;
 
     /// A schedule of `workers` workers whose jobs all went to worker 0's queue.
     fn queued_at_worker_0(workers: usize, urls: &[&str]) -> Schedule {
         let schedule = Schedule::new(workers, 64);
         for (index, url) in urls.iter().enumerate() {
-            assert!(schedule.push(job(index, url)));
+            assert!(push(&schedule, index, url));
         }
         let state = schedule.lock();
         assert_eq!(
@@ -468,8 +613,8 @@ mod tests {
     fn a_host_s_jobs_queue_at_its_home() {
         let schedule = Schedule::new(2, 64);
         for index in 0..4 {
-            schedule.push(job(index, "http://a.test/"));
-            schedule.push(job(index, "http://b.test/"));
+            push(&schedule, index, "http://a.test/");
+            push(&schedule, index, "http://b.test/");
         }
         let state = schedule.lock();
         assert_eq!((state.queues[0].len(), state.queues[1].len()), (4, 4));
@@ -483,10 +628,14 @@ mod tests {
         );
         let now = Instant::now();
         let mut state = schedule.lock();
-        assert_eq!(index_of(state.take(0, now)), Some(0));
-        assert_eq!(index_of(state.take(1, now)), None, "the home has room");
+        assert_eq!(index_of(state.take(0, now, SENDING_NOTHING)), Some(0));
+        assert_eq!(
+            index_of(state.take(1, now, SENDING_NOTHING)),
+            None,
+            "the home has room"
+        );
         state.busy[0] = true;
-        assert_eq!(index_of(state.take(1, now)), Some(1));
+        assert_eq!(index_of(state.take(1, now, SENDING_NOTHING)), Some(1));
         assert_eq!(state.homes.values().next().map(|home| home.worker), Some(1));
     }
 
@@ -496,14 +645,14 @@ mod tests {
         let now = Instant::now();
         let mut state = schedule.lock();
         state.busy[0] = true;
-        match state.take(1, now) {
+        match state.take(1, now, SENDING_NOTHING) {
             Take::Wait(Some(at)) => {
                 assert!(at > now && at <= now + MOVE_AFTER + Duration::from_secs(1))
             }
             _ => panic!("a lone job of a busy home waits"),
         }
         assert_eq!(
-            index_of(state.take(1, now + MOVE_AFTER * 2)),
+            index_of(state.take(1, now + MOVE_AFTER * 2, SENDING_NOTHING)),
             Some(0),
             "old enough"
         );
@@ -515,11 +664,148 @@ mod tests {
         assert!(schedule.retire(0));
         let now = Instant::now();
         let mut state = schedule.lock();
-        assert_eq!(index_of(state.take(0, now)), None);
+        assert_eq!(index_of(state.take(0, now, SENDING_NOTHING)), None);
         assert!(state.queues[0].is_empty());
         assert_eq!(state.queues.iter().map(VecDeque::len).sum::<usize>(), 2);
         drop(state);
         assert!(schedule.retire(1));
         assert!(!schedule.retire(2), "the last worker left stays");
+    }
+
+    fn key(schedule: &Schedule, url: &str) -> HostKey {
+        schedule.host_key(&Request::get(url)).unwrap()
+    }
+
+    #[test]
+    fn a_host_in_flight_waits_behind_another_host_s_job() {
+        let schedule = queued_at_worker_0(
+            1,
+            &["http://a.test/1", "http://a.test/2", "http://b.test/1"],
+        );
+        let a = key(&schedule, "http://a.test/");
+        let b = key(&schedule, "http://b.test/");
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        assert_eq!(index_of(state.take(0, now, SENDING_NOTHING)), Some(0));
+        assert_eq!(
+            index_of(state.take(0, now, &|host| host == a)),
+            Some(2),
+            "b first: a's connection is busy"
+        );
+        assert_eq!(
+            index_of(state.take(0, now, &|host| host == a || host == b)),
+            Some(1),
+            "nothing else to send: a second connection to a"
+        );
+    }
+
+    #[test]
+    fn a_host_with_a_batch_queued_is_sent_to_at_once() {
+        let mut urls = vec!["http://a.test/"; BATCH + 1];
+        urls.push("http://b.test/");
+        let schedule = queued_at_worker_0(1, &urls);
+        let a = key(&schedule, "http://a.test/");
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        assert_eq!(index_of(state.take(0, now, SENDING_NOTHING)), Some(0));
+        assert_eq!(index_of(state.take(0, now, &|host| host == a)), Some(1));
+    }
+
+    /// Host a's home is worker 0, and worker 1 has taken one of its jobs.
+    fn a_paired_with_1(workers: usize) -> Schedule {
+        let schedule = queued_at_worker_0(workers, &["http://a.test/1", "http://a.test/2"]);
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        assert_eq!(index_of(state.take(0, now, SENDING_NOTHING)), Some(0));
+        assert_eq!(
+            index_of(state.take(1, now + MOVE_AFTER * 2, SENDING_NOTHING)),
+            Some(1),
+            "old enough to move"
+        );
+        let home = state.homes.values().next().unwrap();
+        assert_eq!((home.worker, home.other), (1, Some(0)));
+        drop(state);
+        schedule
+    }
+
+    #[test]
+    fn a_moved_host_s_jobs_go_to_whichever_of_its_two_workers_has_less_queued() {
+        let schedule = a_paired_with_1(3);
+        push(&schedule, 2, "http://b.test/");
+        assert_eq!(schedule.lock().queues[0].len(), 1, "b's home: worker 0");
+        push(&schedule, 3, "http://a.test/3");
+        push(&schedule, 4, "http://a.test/4");
+        push(&schedule, 5, "http://a.test/5");
+        let state = schedule.lock();
+        let lens: Vec<usize> = state.queues.iter().map(VecDeque::len).collect();
+        assert_eq!(
+            lens,
+            [2, 2, 0],
+            "a's jobs shared by workers 0 and 1, none at 2"
+        );
+    }
+
+    #[test]
+    fn a_host_s_second_worker_takes_its_jobs_at_once_and_a_third_waits_longer() {
+        let schedule = a_paired_with_1(3);
+        push(&schedule, 2, "http://a.test/3");
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        let queued_at = state
+            .queues
+            .iter()
+            .position(|queue| !queue.is_empty())
+            .unwrap();
+        let other = 1 - queued_at;
+        state.busy[queued_at] = true;
+        match state.take(2, now, SENDING_NOTHING) {
+            Take::Wait(Some(at)) => assert!(at > now + MOVE_AFTER, "a third worker waits"),
+            _ => panic!("a third worker waits for a host two others hold"),
+        }
+        assert_eq!(
+            index_of(state.take(2, now + MOVE_AFTER * 2, SENDING_NOTHING)),
+            None,
+            "longer than an unpaired host's job"
+        );
+        assert_eq!(
+            index_of(state.take(other, now, SENDING_NOTHING)),
+            Some(2),
+            "the host's other worker takes it at once"
+        );
+    }
+
+    #[test]
+    fn a_third_worker_takes_a_paired_host_s_job_after_a_long_wait() {
+        let schedule = a_paired_with_1(3);
+        push(&schedule, 2, "http://a.test/3");
+        let now = Instant::now();
+        let mut state = schedule.lock();
+        state.busy = vec![true, true, false];
+        assert_eq!(
+            index_of(state.take(2, now + PAIRED_MOVE_AFTER * 2, SENDING_NOTHING)),
+            Some(2)
+        );
+    }
+
+    /// Workers that take each job at once leave every queue empty: the number of hosts
+    /// each has decides.
+    #[test]
+    fn new_hosts_are_spread_over_workers_whose_queues_are_all_empty() {
+        let schedule = Schedule::new(4, 64);
+        let now = Instant::now();
+        for index in 0..8 {
+            push(&schedule, index, &format!("http://host{index}.test/"));
+            let mut state = schedule.lock();
+            let home = state
+                .queues
+                .iter()
+                .position(|queue| !queue.is_empty())
+                .unwrap();
+            assert_eq!(
+                index_of(state.take(home, now, SENDING_NOTHING)),
+                Some(index)
+            );
+        }
+        assert_eq!(schedule.lock().hosts, [2, 2, 2, 2]);
     }
 }
