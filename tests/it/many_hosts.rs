@@ -142,6 +142,31 @@ fn the_default_fetcher_reuses_each_host_s_connections() {
     }));
 }
 
+/// `real` URLs of `server` (paths from `path`) spread evenly among one request to each of
+/// 10,000 other hosts where nothing listens (refused at once).
+fn among_ten_thousand_hosts(
+    server: &TestServer,
+    real: usize,
+    path: impl Fn(usize) -> String,
+) -> Vec<String> {
+    let port = support::refused_url()
+        .rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let others = loopback_hosts(10_000);
+    let mut others = others.iter().map(|host| format!("http://{host}:{port}/"));
+    let between = 10_000 / real;
+    let mut urls = Vec::new();
+    for i in 0..real {
+        urls.push(server.url(&path(i)));
+        urls.extend(others.by_ref().take(between));
+    }
+    urls.extend(others);
+    urls
+}
+
 #[test]
 fn max_per_host_holds_among_ten_thousand_hosts() {
     let server = TestServer::start();
@@ -152,30 +177,41 @@ fn max_per_host_holds_among_ten_thousand_hosts() {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    // 10,000 other hosts where nothing listens (refused at once), with the one real host's
-    // requests spread among them.
-    let port = support::refused_url()
-        .rsplit(':')
-        .next()
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_owned();
-    let others = loopback_hosts(10_000);
-    let urls: Vec<String> = (0..10_200)
-        .map(|i| {
-            if i % 51 == 0 {
-                server.url(&format!("/delay/5?i={i}"))
-            } else {
-                format!("http://{}:{port}/", others[i % others.len()])
-            }
-        })
-        .collect();
+    let urls = among_ten_thousand_hosts(&server, 200, |i| format!("/delay/5?i={i}"));
     let real = urls.iter().filter(|url| url.contains("/delay/")).count();
+    assert_eq!(real, 200);
     let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
     assert_eq!(responses.len(), real);
     assert_eq!(exceptions.len(), urls.len() - real);
     assert_eq!(server.stats().requests(), real);
     assert_eq!(server.stats().max_in_flight(), 1);
+}
+
+#[test]
+fn per_host_rate_holds_among_ten_thousand_hosts() {
+    let server = TestServer::start();
+    let fetcher = Fetcher::builder()
+        .concurrency(64)
+        .per_host_rate(10.0)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let urls = among_ten_thousand_hosts(&server, 11, |i| format!("/clock?i={i}"));
+    let (responses, exceptions) = urls.par_iter().fetch_all_with(&fetcher);
+    assert_eq!(responses.len(), 11);
+    assert_eq!(exceptions.len(), urls.len() - 11);
+    assert_eq!(server.stats().requests(), 11);
+    // When each request reached the one real host, while the 10,000 others (one request
+    // each, never held by the rate) were refused meanwhile: 100 ms apart at 10 a second (about
+    // 45 ms apart without the rate, the time the others take).
+    let mut arrived: Vec<u64> = responses
+        .iter()
+        .map(|response| response.text().parse().unwrap())
+        .collect();
+    arrived.sort_unstable();
+    let closest = arrived.windows(2).map(|pair| pair[1] - pair[0]).min();
+    assert!(closest >= Some(90_000), "{arrived:?}");
 }
 
 #[test]

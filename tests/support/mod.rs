@@ -114,6 +114,7 @@ impl Stats {
 /// - `/redirect-with/{code}?to={url}`: that status, with `url` as its `Location` if given;
 /// - `/flaky/{key}?fail=N&status=S&retry-after=V`: fails the first `N` requests for `key`;
 /// - `/set-cookie/{value}`: sets the cookie `session={value}`;
+/// - `/clock`: when the request arrived, in microseconds since the process's first such request;
 /// - anything else: `200` with body `ok {path}`.
 pub struct TestServer {
     addr: SocketAddr,
@@ -390,6 +391,11 @@ async fn route(request: Request<Incoming>, stats: &Stats) -> Response<Full<Bytes
             reply(status, format!("status {}", status.as_u16()))
         }
         "bytes" => reply(StatusCode::OK, filler(tail.parse().unwrap_or(0))),
+        "clock" => {
+            static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+            reply(StatusCode::OK, epoch.elapsed().as_micros().to_string())
+        }
         "delay" => {
             tokio::time::sleep(Duration::from_millis(tail.parse().unwrap_or(0))).await;
             reply(StatusCode::OK, "delayed")
