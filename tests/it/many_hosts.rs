@@ -340,3 +340,48 @@ fn one_host_s_batch_keeps_the_whole_concurrency_in_flight() {
         assert_eq!(server.stats().max_in_flight(), 8, "{fetcher:?}");
     }
 }
+
+/// A fetcher's sessions share one store of TLS sessions: a host that a second worker takes
+/// over resumes the first one's session instead of a full handshake. Alone in its process,
+/// which trusts the test CA through `SSL_CERT_FILE`, as a user's program would.
+#[test]
+fn a_second_session_resumes_a_host_s_tls_session() {
+    let ca = std::env::temp_dir().join(format!("parfetch-test-ca-{}.pem", std::process::id()));
+    if support::run_alone_with(
+        module_path!(),
+        "a_second_session_resumes_a_host_s_tls_session",
+        &[("SSL_CERT_FILE", ca.as_os_str())],
+    ) {
+        let _ = std::fs::remove_file(&ca);
+        return;
+    }
+    // Written where the parent said, before any session reads it.
+    let ca = std::env::var_os("SSL_CERT_FILE").expect("set by the parent");
+    let host = loopback_hosts(1)[0];
+    let server = TestServer::start_tls_on(&[host]);
+    std::fs::write(&ca, server.ca_pem()).unwrap();
+    let fetcher = Fetcher::new();
+    let url = server.url_on(host, "/bytes/10");
+    // Each thread that is not one of the fetcher's workers has a session (and a connection
+    // pool) of its own while it lives (a later thread may take over an ended one's): the
+    // second asks once the first has its answer, and the first lives until then.
+    let (first_done, second_done) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    let lengths = std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            let response = fetcher.execute(url.as_str());
+            first_done.wait();
+            second_done.wait();
+            response
+        });
+        let second = scope.spawn(|| {
+            first_done.wait();
+            let response = fetcher.execute(url.as_str());
+            second_done.wait();
+            response
+        });
+        [first, second].map(|thread| thread.join().unwrap().unwrap().bytes().len())
+    });
+    assert_eq!(lengths, [10, 10]);
+    assert_eq!(server.stats().connections_to(host), 2, "one per session");
+    assert_eq!(server.stats().handshakes(), (1, 1), "(full, resumed)");
+}

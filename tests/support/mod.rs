@@ -726,6 +726,11 @@ const ALONE: &str = "PARFETCH_TEST_ALONE";
 /// }
 /// ```
 pub fn run_alone(module: &str, name: &str) -> bool {
+    run_alone_with(module, name, &[])
+}
+
+/// [`run_alone`], with these environment variables set in the child.
+pub fn run_alone_with(module: &str, name: &str, env: &[(&str, &std::ffi::OsStr)]) -> bool {
     if std::env::var_os(ALONE).is_some() {
         return false;
     }
@@ -736,6 +741,7 @@ pub fn run_alone(module: &str, name: &str) -> bool {
     };
     let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
         .args([test.as_str(), "--exact", "--test-threads=1"])
+        .envs(env.iter().copied())
         .env(ALONE, "1")
         .output()
         .expect("the test binary runs");
