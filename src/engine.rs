@@ -47,7 +47,7 @@ use rayon::iter::plumbing::{Consumer, Folder, Reducer, UnindexedConsumer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::read_ahead::ReadAhead;
+use crate::read_ahead::{Piece, ReadAhead};
 use crate::schedule::{HostKey, Job, Schedule};
 use crate::{FetchResult, Fetcher, Request};
 
@@ -95,11 +95,9 @@ impl<S: Sink> Inlet<'_, S> {
         !self.is_stopped() && self.send(index, request)
     }
 
-    /// Sends item `index` of an indexed input, read by the piece that starts at `start`.
-    fn push_indexed(&self, start: usize, index: usize, request: Request) -> bool {
-        !self.is_stopped()
-            && self.read_ahead.admit(start, index, self.stopped)
-            && self.send(index, request)
+    /// Sends item `index` of an indexed input, read by `piece`.
+    fn push_indexed(&self, piece: &Piece<'_>, index: usize, request: Request) -> bool {
+        !self.is_stopped() && piece.admit(index, self.stopped) && self.send(index, request)
     }
 
     fn send(&self, index: usize, request: Request) -> bool {
@@ -424,18 +422,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// further than the [`ReadAhead`] allows; split off unindexed, by arrival.
 pub(crate) struct Feed<'a, 'i, S: Sink> {
     inlet: &'a Inlet<'i, S>,
-    /// Where this piece of an indexed input starts.
-    offset: Option<usize>,
+    /// For an indexed input, this piece of it.
+    piece: Option<Piece<'a>>,
 }
 
 impl<'a, 'i, S: Sink> Feed<'a, 'i, S> {
     /// The feed of an indexed input (numbered from 0), or of an unindexed one.
     pub(crate) fn new(inlet: &'a Inlet<'i, S>, indexed: bool) -> Self {
-        let offset = indexed.then_some(0);
-        if indexed {
-            inlet.read_ahead.add(0);
-        }
-        Self { inlet, offset }
+        let piece = indexed.then(|| inlet.read_ahead.piece(0));
+        Self { inlet, piece }
     }
 }
 
@@ -452,13 +447,10 @@ impl<'a, 'i, S: Sink, T: Into<Request>> Consumer<T> for Feed<'a, 'i, S> {
     type Result = ();
 
     fn split_at(self, index: usize) -> (Self, Self, NothingToReduce) {
-        let offset = self.offset.map(|offset| offset + index);
-        if let Some(offset) = offset {
-            self.inlet.read_ahead.add(offset);
-        }
+        let inlet = self.inlet;
         let right = Feed {
-            inlet: self.inlet,
-            offset,
+            inlet,
+            piece: (self.piece.as_ref()).map(|piece| inlet.read_ahead.piece(piece.start() + index)),
         };
         (self, right, NothingToReduce)
     }
@@ -466,8 +458,8 @@ impl<'a, 'i, S: Sink, T: Into<Request>> Consumer<T> for Feed<'a, 'i, S> {
     fn into_folder(self) -> Self::Folder {
         FeedFolder {
             inlet: self.inlet,
-            start: self.offset,
-            next: self.offset,
+            next: self.piece.as_ref().map(Piece::start),
+            piece: self.piece,
             stopped: false,
         }
     }
@@ -481,7 +473,7 @@ impl<S: Sink, T: Into<Request>> UnindexedConsumer<T> for Feed<'_, '_, S> {
     fn split_off_left(&self) -> Self {
         Feed {
             inlet: self.inlet,
-            offset: None,
+            piece: None,
         }
     }
 
@@ -492,7 +484,7 @@ impl<S: Sink, T: Into<Request>> UnindexedConsumer<T> for Feed<'_, '_, S> {
 
 pub(crate) struct FeedFolder<'a, 'i, S: Sink> {
     inlet: &'a Inlet<'i, S>,
-    start: Option<usize>,
+    piece: Option<Piece<'a>>,
     next: Option<usize>,
     stopped: bool,
 }
@@ -511,21 +503,18 @@ impl<S: Sink, T: Into<Request>> Folder<T> for FeedFolder<'_, '_, S> {
     type Result = ();
 
     fn consume(mut self, item: T) -> Self {
-        self.stopped = !match (self.start, self.next) {
-            (Some(start), Some(index)) => {
+        self.stopped = !match (&self.piece, self.next) {
+            (Some(piece), Some(index)) => {
                 self.next = Some(index + 1);
-                self.inlet.push_indexed(start, index, item.into())
+                self.inlet.push_indexed(piece, index, item.into())
             }
             _ => self.inlet.push(item.into()),
         };
         self
     }
 
-    fn complete(self) {
-        if let Some(start) = self.start {
-            self.inlet.read_ahead.finish(start);
-        }
-    }
+    /// Dropping the folder lets the read-ahead's front move past its piece.
+    fn complete(self) {}
 
     fn full(&self) -> bool {
         self.stopped || self.inlet.is_stopped()

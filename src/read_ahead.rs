@@ -21,13 +21,14 @@ pub(crate) struct ReadAhead {
 
 struct State {
     /// The pieces not read to the end yet, by where they start.
-    pieces: BTreeMap<usize, Piece>,
+    pieces: BTreeMap<usize, Reading>,
     /// The front a waiting piece needs before it may go on: the least of those waited for.
     wake_at: usize,
     closed: bool,
 }
 
-struct Piece {
+/// Where a piece's reading stands.
+struct Reading {
     /// Its first item not sent yet.
     next: usize,
     /// Pieces that start here: a piece split at its start leaves an empty one beside it.
@@ -62,22 +63,29 @@ impl ReadAhead {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A piece that starts at `start` is to be read (the whole input starts at 0).
-    pub(crate) fn add(&self, start: usize) {
+    /// A piece that starts at `start` is to be read (the whole input starts at 0): it holds
+    /// the front back until it is dropped.
+    pub(crate) fn piece(&self, start: usize) -> Piece<'_> {
+        self.add(start);
+        Piece {
+            read_ahead: self,
+            start,
+        }
+    }
+
+    fn add(&self, start: usize) {
         let mut state = self.lock();
         state
             .pieces
             .entry(start)
             .and_modify(|piece| piece.readers += 1)
-            .or_insert(Piece {
+            .or_insert(Reading {
                 next: start,
                 readers: 1,
             });
     }
 
-    /// Waits until item `index` of the piece that starts at `start` may be sent, counting the
-    /// items before it in that piece as sent; `false` if the call stopped meanwhile.
-    pub(crate) fn admit(&self, start: usize, index: usize, stopped: &AtomicBool) -> bool {
+    fn admit(&self, start: usize, index: usize, stopped: &AtomicBool) -> bool {
         let mut state = self.lock();
         if let Some(piece) = state.pieces.get_mut(&start) {
             piece.next = index;
@@ -97,8 +105,7 @@ impl ReadAhead {
         !state.closed && !stopped.load(Ordering::Relaxed)
     }
 
-    /// The piece that starts at `start` has been read to its end.
-    pub(crate) fn finish(&self, start: usize) {
+    fn finish(&self, start: usize) {
         let mut state = self.lock();
         if let Some(piece) = state.pieces.get_mut(&start) {
             piece.readers -= 1;
@@ -124,6 +131,32 @@ impl ReadAhead {
     }
 }
 
+/// One piece of the input, registered with its [`ReadAhead`] from its making to its drop,
+/// whether it was read to its end or not (a stop, a panic).
+pub(crate) struct Piece<'r> {
+    read_ahead: &'r ReadAhead,
+    start: usize,
+}
+
+impl Piece<'_> {
+    /// Where the piece starts in the input.
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Waits until item `index` of this piece may be sent, counting the items before it as
+    /// sent; `false` if the call stopped meanwhile.
+    pub(crate) fn admit(&self, index: usize, stopped: &AtomicBool) -> bool {
+        self.read_ahead.admit(self.start, index, stopped)
+    }
+}
+
+impl Drop for Piece<'_> {
+    fn drop(&mut self) {
+        self.read_ahead.finish(self.start);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,24 +166,14 @@ mod tests {
 
     static NOT_STOPPED: AtomicBool = AtomicBool::new(false);
 
-    /// A read-ahead of `width` items over pieces that start at `starts`.
-    fn pieces(width: usize, starts: &[usize]) -> ReadAhead {
-        let read_ahead = ReadAhead::new(width);
-        for start in starts {
-            read_ahead.add(*start);
-        }
-        read_ahead
-    }
-
-    /// Runs `admit(start, index)` on another thread; the receiver hears once it returns.
+    /// Runs `piece.admit(index)` on another thread; the receiver hears once it returns.
     fn admit_elsewhere<'scope, 'env>(
         scope: &'scope Scope<'scope, 'env>,
-        read_ahead: &'env ReadAhead,
-        start: usize,
+        piece: &'env Piece<'env>,
         index: usize,
     ) -> mpsc::Receiver<bool> {
         let (sender, receiver) = mpsc::channel();
-        scope.spawn(move || sender.send(read_ahead.admit(start, index, &NOT_STOPPED)));
+        scope.spawn(move || sender.send(piece.admit(index, &NOT_STOPPED)));
         receiver
     }
 
@@ -164,55 +187,63 @@ mod tests {
 
     #[test]
     fn a_piece_far_ahead_waits_until_the_front_comes_near() {
-        let read_ahead = pieces(4, &[0, 100]);
+        let read_ahead = ReadAhead::new(4);
+        let (front, far) = (read_ahead.piece(0), read_ahead.piece(100));
         std::thread::scope(|scope| {
-            let far = admit_elsewhere(scope, &read_ahead, 100, 100);
-            assert!(
-                read_ahead.admit(0, 0, &NOT_STOPPED),
-                "the front goes at once"
-            );
+            let far = admit_elsewhere(scope, &far, 100);
+            assert!(front.admit(0, &NOT_STOPPED), "the front goes at once");
             assert!(still_waits(&far));
             for index in 1..=96 {
-                assert!(read_ahead.admit(0, index, &NOT_STOPPED));
+                assert!(front.admit(index, &NOT_STOPPED));
             }
             assert!(still_waits(&far), "96 + 4");
-            assert!(read_ahead.admit(0, 97, &NOT_STOPPED));
+            assert!(front.admit(97, &NOT_STOPPED));
             assert_eq!(goes_on(&far), Some(true));
         });
     }
 
     #[test]
-    fn a_finished_piece_hands_the_front_to_the_next() {
-        let read_ahead = pieces(4, &[0, 10, 20]);
+    fn a_piece_dropped_hands_the_front_to_the_next() {
+        let read_ahead = ReadAhead::new(4);
+        let first = read_ahead.piece(0);
+        let (second, third) = (read_ahead.piece(10), read_ahead.piece(20));
         std::thread::scope(|scope| {
-            let third = admit_elsewhere(scope, &read_ahead, 20, 20);
-            read_ahead.finish(0);
+            let third = admit_elsewhere(scope, &third, 20);
+            drop(first);
             assert!(still_waits(&third));
-            assert!(read_ahead.admit(10, 17, &NOT_STOPPED));
+            assert!(second.admit(17, &NOT_STOPPED));
             assert_eq!(goes_on(&third), Some(true));
         });
     }
 
     #[test]
     fn a_piece_split_at_its_start_is_still_waited_for() {
-        let read_ahead = pieces(4, &[0, 0]);
-        read_ahead.finish(0);
+        let read_ahead = ReadAhead::new(4);
+        let (empty, whole) = (read_ahead.piece(0), read_ahead.piece(0));
+        drop(empty);
         assert_eq!(
             read_ahead.lock().front(),
             0,
-            "the other piece at 0 has sent nothing"
+            "the other piece has sent nothing"
+        );
+        drop(whole);
+        assert_eq!(
+            read_ahead.lock().front(),
+            usize::MAX,
+            "nothing left to read"
         );
     }
 
     #[test]
     fn closing_lets_every_waiting_piece_go() {
-        let read_ahead = pieces(4, &[0, 100]);
+        let read_ahead = ReadAhead::new(4);
+        let (front, far) = (read_ahead.piece(0), read_ahead.piece(100));
         std::thread::scope(|scope| {
-            let far = admit_elsewhere(scope, &read_ahead, 100, 100);
+            let far = admit_elsewhere(scope, &far, 100);
             assert!(still_waits(&far));
             read_ahead.close();
             assert_eq!(goes_on(&far), Some(false));
         });
-        assert!(!read_ahead.admit(0, 0, &NOT_STOPPED), "closed");
+        assert!(!front.admit(0, &NOT_STOPPED), "closed");
     }
 }
