@@ -21,8 +21,12 @@
 //!   does not matter, blocks of an indexed consumer when it does), `fetch_all`'s vectors, a
 //!   `Pool`'s queues, or the calling thread of [`Fetcher::for_each_completed`].
 //!
-//! The feed and the workers never share threads, which is what keeps them from deadlocking: a
-//! feed that blocks on a full schedule waits for workers that are free to drain it.
+//! The feed and the workers of one call never share threads, which is what keeps them from
+//! deadlocking: a feed that blocks on a full schedule waits for workers that are free to drain
+//! it. (A fetch whose input is another fetch's outcomes is fed from the other fetcher's
+//! workers, and a rayon wait inside an input adaptor lets a feed thread read another piece of
+//! the input meanwhile: the read-ahead, the one wait that a feed thread could then need itself
+//! to end, gives way after a stall.)
 //!
 //! # Bounds
 //!
@@ -333,7 +337,9 @@ struct Done {
 }
 
 /// How many requests a worker has in flight to each host: the schedule gives it a job of
-/// another host first, where it can, so that one connection per host does.
+/// another host first, where it can, so that one connection per host does. Counted down as
+/// each task hands back its outcome; every task does (`Fetcher::run_caught` turns a panic into
+/// an outcome), but for tasks aborted at a stop, after which the worker takes nothing more.
 #[derive(Default)]
 struct Sending(RefCell<HashMap<HostKey, usize>>);
 

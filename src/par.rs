@@ -74,8 +74,9 @@ pub trait FetchAll: ParallelIterator<Item: Into<Request>> {
     /// chained after them run on the fetcher's worker threads, each outcome handed on as it
     /// completes. An indexed input is sent nearly in input order: rayon's pieces of it are read
     /// in parallel, but none further than the fetcher's queue depth (twice its concurrency, at
-    /// least 16 per worker) past the first item not sent yet. For an indexed input driven by an indexed consumer, outcomes are handed on in
-    /// input order through a bounded reorder window (see the [crate docs](crate)). Positional
+    /// least 16 per worker) past the first item not sent yet, unless that item has been stuck
+    /// for 200 ms. For an indexed input driven by an indexed consumer, outcomes are handed on
+    /// in input order through a bounded reorder window (see the [crate docs](crate)). Positional
     /// adaptors that pull by position (`zip`, `enumerate`, ...) make the outcomes be collected
     /// first, then handed on.
     fn fetch_with(self, fetcher: &Fetcher) -> Fetch<Self> {

@@ -7,10 +7,21 @@
 //! connections instead of 1,000). So a piece waits while its next item is `width` or more past
 //! the first item of the whole input not sent yet: requests go out nearly in input order, as
 //! from one reader, while the pieces near the front are still read in parallel.
+//!
+//! Order is a preference here, never a reason to stop: when the front has not moved for
+//! [`STALL`], every piece goes on until it moves again. The thread reading the front may be
+//! held elsewhere: a rayon wait inside a user's adaptor lets that thread run a later piece of
+//! the same input, which would wait for a front that only that thread can move; and the
+//! blocks of a fetch that reads another fetch's outcomes are read by that fetch's workers in
+//! the order its requests complete.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long the front may stand still before the pieces behind it go on regardless.
+const STALL: Duration = Duration::from_millis(200);
 
 /// The read positions of one call's indexed input.
 pub(crate) struct ReadAhead {
@@ -24,6 +35,8 @@ struct State {
     pieces: BTreeMap<usize, Reading>,
     /// The front a waiting piece needs before it may go on: the least of those waited for.
     wake_at: usize,
+    /// A front that stood still for [`STALL`]: no piece waits while the front is there.
+    stalled_at: Option<usize>,
     closed: bool,
 }
 
@@ -51,6 +64,7 @@ impl ReadAhead {
             state: Mutex::new(State {
                 pieces: BTreeMap::new(),
                 wake_at: usize::MAX,
+                stalled_at: None,
                 closed: false,
             }),
             moved: Condvar::new(),
@@ -91,16 +105,29 @@ impl ReadAhead {
             piece.next = index;
         }
         self.wake_if_moved(&mut state);
-        while index >= state.front().saturating_add(self.width)
+        let mut front = state.front();
+        let mut still_since = Instant::now();
+        while index >= front.saturating_add(self.width)
+            && state.stalled_at != Some(front)
             && !state.closed
             && !stopped.load(Ordering::Relaxed)
         {
+            let Some(left) = STALL.checked_sub(still_since.elapsed()) else {
+                state.stalled_at = Some(front);
+                self.moved.notify_all();
+                break;
+            };
             let needed = index + 1 - self.width;
             state.wake_at = state.wake_at.min(needed);
             state = self
                 .moved
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if state.front() != front {
+                front = state.front();
+                still_since = Instant::now();
+            }
         }
         !state.closed && !stopped.load(Ordering::Relaxed)
     }
@@ -232,6 +259,28 @@ mod tests {
             usize::MAX,
             "nothing left to read"
         );
+    }
+
+    #[test]
+    fn a_front_that_stands_still_lets_the_others_go_until_it_moves() {
+        let read_ahead = ReadAhead::new(4);
+        let (front, far, farther) = (
+            read_ahead.piece(0),
+            read_ahead.piece(100),
+            read_ahead.piece(200),
+        );
+        let started = Instant::now();
+        assert!(far.admit(100, &NOT_STOPPED), "after the stall");
+        assert!(started.elapsed() >= STALL);
+        let started = Instant::now();
+        assert!(farther.admit(200, &NOT_STOPPED), "the front still stands");
+        assert!(started.elapsed() < STALL);
+        assert!(front.admit(1, &NOT_STOPPED));
+        std::thread::scope(|scope| {
+            let far = admit_elsewhere(scope, &far, 101);
+            assert!(still_waits(&far), "the front moved: order again");
+            assert_eq!(goes_on(&far), Some(true), "until it stands still again");
+        });
     }
 
     #[test]

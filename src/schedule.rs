@@ -14,12 +14,14 @@
 //! - at once, when that worker is busy (no room for another request) and the job's host has
 //!   more jobs queued than the one its home takes next: one host's batch, the common case,
 //!   spreads over every worker;
-//! - at once, when that queue holds twice its fair share of the schedule;
+//! - at once, when that queue holds twice its fair share of the schedule and its worker is
+//!   busy (unless two other workers hold the host already, see below);
 //! - when the job has waited [`MOVE_AFTER`] for its home.
 //!
 //! A host that moved keeps its former home as its *other* worker: both hold a connection to it.
 //! Its jobs then queue at whichever of the two has fewer queued, and the other takes them at
-//! once when idle, so the two balance the host between them for free. A third worker takes
+//! once when idle (woken for them when the home is busy), so the two balance the host between
+//! them for free. A worker that retires hands its hosts to their other worker. A third takes
 //! them only when they have waited [`PAIRED_MOVE_AFTER`] for both (or the host has a batch of
 //! [`BATCH`] jobs queued): so a host has at most two connections unless both its workers stall
 //! (1,000 hosts, 20 requests each, 64 workers of one request each: 1,250 connections, at most
@@ -92,7 +94,8 @@ struct State {
 
 struct Home {
     worker: usize,
-    /// The worker that was its home before: it holds a connection to the host too.
+    /// The worker that was its home before: it holds a connection to the host too. Never a
+    /// retired worker (`Schedule::retire` clears it).
     other: Option<usize>,
     queued: usize,
 }
@@ -193,9 +196,7 @@ impl Schedule {
             job,
         });
         state.queued += 1;
-        let helper = (state.busy[worker] && state.is_crowded(key))
-            .then(|| state.an_idle_worker())
-            .flatten();
+        let helper = state.helper_for(worker, key);
         drop(state);
         self.wake[worker].notify_one();
         if let Some(helper) = helper {
@@ -324,6 +325,19 @@ impl Schedule {
             return left > 1;
         }
         state.retired[worker] = true;
+        // Its hosts go to their other worker where they have one; it is no one's other now.
+        let State { homes, hosts, .. } = &mut *state;
+        for home in homes.values_mut() {
+            if home.other == Some(worker) {
+                home.other = None;
+            } else if home.worker == worker
+                && let Some(other) = home.other.take()
+            {
+                hosts[worker] -= 1;
+                hosts[other] += 1;
+                home.worker = other;
+            }
+        }
         let orphans = std::mem::take(&mut state.queues[worker]);
         let mut woken = Vec::new();
         for queued in orphans {
@@ -431,6 +445,25 @@ impl State {
     /// Whether host `key` has at least `jobs` jobs queued (a job with no host counts as many).
     fn has_queued(&self, key: Option<HostKey>, jobs: usize) -> bool {
         key.is_none_or(|key| self.homes.get(&key).is_some_and(|home| home.queued >= jobs))
+    }
+
+    /// An idle worker to wake for a job of host `key` just queued at `worker`, if that one is
+    /// busy: the host's other worker, which takes it at once, or for a crowded host any.
+    fn helper_for(&self, worker: usize, key: Option<HostKey>) -> Option<usize> {
+        if !self.busy[worker] {
+            return None;
+        }
+        let paired = key.and_then(|key| self.homes.get(&key)).and_then(|home| {
+            [Some(home.worker), home.other]
+                .into_iter()
+                .flatten()
+                .find(|other| *other != worker && self.idle[*other])
+        });
+        paired.or_else(|| {
+            self.is_crowded(key)
+                .then(|| self.an_idle_worker())
+                .flatten()
+        })
     }
 
     fn an_idle_worker(&self) -> Option<usize> {
@@ -807,5 +840,47 @@ mod tests {
             );
         }
         assert_eq!(schedule.lock().hosts, [2, 2, 2, 2]);
+    }
+
+    #[test]
+    fn an_idle_second_worker_is_woken_for_its_host_s_job_at_a_busy_home() {
+        let schedule = a_paired_with_1(2);
+        schedule.lock().busy[1] = true;
+        // Worker 0 looks, finds nothing, and waits with no timer.
+        assert!(matches!(schedule.try_take(0, SENDING_NOTHING), Err(None)));
+        let mut context = Context::from_waker(Waker::noop());
+        // A permit left by earlier wakes.
+        let _ = pin!(schedule.wake[0].notified()).poll(&mut context);
+        assert!(push(&schedule, 2, "http://a.test/3"));
+        assert!(
+            pin!(schedule.wake[0].notified())
+                .poll(&mut context)
+                .is_ready(),
+            "woken"
+        );
+        assert!(matches!(
+            schedule.try_take(0, SENDING_NOTHING),
+            Ok(Some(Job { index: 2, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_retired_worker_s_hosts_go_to_their_other_worker() {
+        let schedule = a_paired_with_1(3);
+        assert!(schedule.retire(1));
+        let state = schedule.lock();
+        let home = state.homes.values().next().unwrap();
+        assert_eq!((home.worker, home.other), (0, None));
+        assert_eq!(state.hosts, [1, 0, 0]);
+        drop(state);
+        let schedule = a_paired_with_1(3);
+        assert!(schedule.retire(0));
+        let state = schedule.lock();
+        let home = state.homes.values().next().unwrap();
+        assert_eq!(
+            (home.worker, home.other),
+            (1, None),
+            "no longer paired with 0"
+        );
     }
 }

@@ -646,3 +646,74 @@ fn a_stream_closure_that_calls_its_fetcher_again_does_not_deadlock() {
     assert_eq!(follow_ups, 40);
     assert_eq!(server.stats().requests(), 80);
 }
+
+/// Runs `call` on a thread of its own: `true` if it returned within `seconds`.
+fn returns_within(seconds: u64, call: impl FnOnce() + Send + 'static) -> bool {
+    let (done, returned) = mpsc::channel();
+    std::thread::spawn(move || {
+        call();
+        let _ = done.send(());
+    });
+    returned.recv_timeout(Duration::from_secs(seconds)).is_ok()
+}
+
+/// A rayon wait inside the input's adaptor lets the caller's one thread run a later piece of
+/// the same input, which waits for the front only that thread can move: the read-ahead gives
+/// up order after a stall rather than wait for good (this deadlocked without that).
+#[test]
+fn a_rayon_wait_inside_the_input_does_not_stop_the_feed() {
+    let server = TestServer::start();
+    let base = server.base();
+    assert!(returns_within(30, move || {
+        let caller = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let other = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let inner = multiplexed(1, 1);
+        let outer = multiplexed(1, 1);
+        caller.install(|| {
+            let (responses, _) = (0..100usize)
+                .into_par_iter()
+                .map(|i| {
+                    if i == 0 {
+                        other.install(|| std::thread::sleep(Duration::from_millis(50)));
+                    }
+                    if i == 1 {
+                        let (inner_responses, _) =
+                            [format!("{base}/inner")].par_iter().fetch_all_with(&inner);
+                        assert_eq!(inner_responses.len(), 1);
+                    }
+                    format!("{base}/{i}")
+                })
+                .fetch_all_with(&outer);
+            assert_eq!(responses.len(), 100);
+        });
+    }));
+}
+
+/// A fetch whose input is another fetch's outcomes: the inner fetch's workers read the outer
+/// input's blocks in the order the inner requests complete, a slow first one last.
+#[test]
+fn a_fetch_of_another_fetch_s_outcomes_does_not_wait_for_good() {
+    let server = TestServer::start();
+    let base = server.base();
+    assert!(returns_within(30, move || {
+        let (inner, outer) = (multiplexed(1, 4), multiplexed(1, 1));
+        let urls: Vec<String> = (0..64)
+            .map(|i| match i {
+                0 => format!("{base}/delay/1500"),
+                _ => format!("{base}/a/{i}"),
+            })
+            .collect();
+        let (responses, _) = urls
+            .par_iter()
+            .fetch_with(&inner)
+            .map(|outcome| format!("{}/b", outcome.unwrap().request().url()))
+            .fetch_all_with(&outer);
+        assert_eq!(responses.len(), 64);
+    }));
+}
