@@ -81,7 +81,7 @@ fn assert_reused(connections: Connections) {
 /// next request waits for its connection rather than open a second one. Reading the halves of
 /// the list side by side sent each host's requests in pairs (about 1.4 connections per host).
 #[test]
-fn one_worker_opens_one_connection_per_host() {
+fn one_worker_opens_about_one_connection_per_host() {
     let fetcher = Fetcher::builder()
         .num_processes(1)
         .concurrency(64)
