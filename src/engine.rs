@@ -255,8 +255,7 @@ fn work<S: Sink>(
             if let Some(job) = first.take() {
                 // Taken before its permit: waiting for one here is waiting for a slot.
                 if let Ok(permit) = Arc::clone(&taken).acquire_owned().await {
-                    sending.start(job.host);
-                    spawn(tasks, fetcher, job, permit);
+                    spawn(tasks, &sending, fetcher, job, permit);
                 }
             }
             let mut ready = Vec::new();
@@ -274,8 +273,7 @@ fn work<S: Sink>(
                     {
                         match next {
                             Some((job, permit)) => {
-                                sending.start(job.host);
-                                spawn(tasks, fetcher, job, permit);
+                                spawn(tasks, &sending, fetcher, job, permit);
                             }
                             None => input_open = false,
                         }
@@ -388,9 +386,10 @@ async fn take(
     Some((job, permit))
 }
 
-/// Runs `job` as a task of the worker's runtime.
+/// Runs `job` as a task of the worker's runtime, counted as sending to its host.
 fn spawn(
     tasks: &mut JoinSet<Done>,
+    sending: &Sending,
     fetcher: &Fetcher,
     Job {
         index,
@@ -399,6 +398,7 @@ fn spawn(
     }: Job,
     permit: OwnedSemaphorePermit,
 ) {
+    sending.start(host);
     let fetcher = fetcher.clone();
     tasks.spawn(async move {
         Done {

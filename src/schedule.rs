@@ -39,6 +39,7 @@
 //! Each worker waits on its own `Notify`, woken when a job of its own arrives or the schedule
 //! closes, and by a timer when a job elsewhere becomes movable.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -402,18 +403,22 @@ impl State {
                 kept
             });
         }
-        let home = self.homes.entry(key).or_insert_with(|| {
-            // Counted out again just below, as a home that moves is.
-            self.hosts[worker] += 1;
-            Home {
-                worker,
-                other: None,
-                queued: 0,
+        match self.homes.entry(key) {
+            // Its home retired, with no other worker to hand it to.
+            Entry::Occupied(home) => {
+                let home = home.into_mut();
+                self.hosts[home.worker] -= 1;
+                home.worker = worker;
+                home.queued += 1;
             }
-        });
-        self.hosts[home.worker] -= 1;
-        home.worker = worker;
-        home.queued += 1;
+            Entry::Vacant(home) => {
+                home.insert(Home {
+                    worker,
+                    other: None,
+                    queued: 1,
+                });
+            }
+        }
         self.hosts[worker] += 1;
         worker
     }
