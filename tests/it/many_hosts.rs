@@ -192,7 +192,7 @@ fn per_host_rate_holds_among_ten_thousand_hosts() {
     let server = TestServer::start();
     let fetcher = Fetcher::builder()
         .concurrency(64)
-        .per_host_rate(10.0)
+        .per_host_rate(5.0)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(20))
         .build()
@@ -203,15 +203,16 @@ fn per_host_rate_holds_among_ten_thousand_hosts() {
     assert_eq!(exceptions.len(), urls.len() - 11);
     assert_eq!(server.stats().requests(), 11);
     // When each request reached the one real host, while the 10,000 others (one request
-    // each, never held by the rate) were refused meanwhile: 100 ms apart at 10 a second (about
-    // 45 ms apart without the rate, the time the others take).
+    // each, never held by the rate) were refused meanwhile: 200 ms apart at 5 a second (about
+    // 45 ms apart without the rate, the time the others take). The margin is for a loaded
+    // machine, where the way from the client's start to the server's stamp varies.
     let mut arrived: Vec<u64> = responses
         .iter()
         .map(|response| response.text().parse().unwrap())
         .collect();
     arrived.sort_unstable();
     let closest = arrived.windows(2).map(|pair| pair[1] - pair[0]).min();
-    assert!(closest >= Some(90_000), "{arrived:?}");
+    assert!(closest >= Some(150_000), "{arrived:?}");
 }
 
 #[test]
